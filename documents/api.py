@@ -1,0 +1,181 @@
+"""REST API for documents. Every queryset starts from `visible_documents`: a
+document the client may not see answers exactly like one that does not exist
+(404), for every method."""
+from __future__ import annotations
+
+from django.core.exceptions import ValidationError as DjangoValidationError
+from django.http import FileResponse
+from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import ValidationError as ApiValidationError
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
+from rest_framework.response import Response
+
+from documents.models import AccessLevel, Chunk, Document, DocumentType
+from documents.selectors import can_manage, can_view, visible_documents
+from documents.services.intake import UploadMetadata, register_upload, request_reprocessing
+
+
+class ChunkSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Chunk
+        fields = ["id", "ordinal", "text", "token_count", "heading_path", "char_start", "char_end", "keywords"]
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    departments = serializers.SlugRelatedField(many=True, read_only=True, slug_field="code")
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+    owner = serializers.SlugRelatedField(read_only=True, slug_field="username")
+    chunk_count = serializers.IntegerField(read_only=True, source="chunks.count")
+    download_url = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Document
+        fields = ["id", "code", "title", "document_type", "access_level", "departments", "tags", "language",
+                  "version", "effective_date", "status", "progress", "status_message", "error",
+                  "original_filename", "file_size", "checksum", "owner", "chunk_count", "download_url",
+                  "created_at", "updated_at", "processed_at"]
+
+    def get_download_url(self, obj) -> str:
+        request = self.context.get("request")
+        url = f"/api/v1/documents/{obj.pk}/download/"
+        return request.build_absolute_uri(url) if request else url
+
+
+class DocumentDetailSerializer(DocumentSerializer):
+    chunks = ChunkSerializer(many=True, read_only=True)
+
+    class Meta(DocumentSerializer.Meta):
+        fields = DocumentSerializer.Meta.fields + ["chunks"]
+
+
+class ListField(serializers.ListField):
+    """Accepts a JSON list, repeated form fields, or one comma-separated string."""
+
+    def to_internal_value(self, data):
+        if isinstance(data, str):
+            data = [item.strip() for item in data.split(",") if item.strip()]
+        elif isinstance(data, list) and len(data) == 1 and isinstance(data[0], str) and "," in data[0]:
+            data = [item.strip() for item in data[0].split(",") if item.strip()]
+        return super().to_internal_value(data)
+
+
+class UploadSerializer(serializers.Serializer):
+    file = serializers.FileField()
+    code = serializers.CharField(required=False, allow_blank=True, max_length=64)
+    title = serializers.CharField(required=False, allow_blank=True, max_length=300)
+    document_type = serializers.ChoiceField(choices=DocumentType.choices, default=DocumentType.POLICY)
+    access_level = serializers.ChoiceField(choices=AccessLevel.choices, default=AccessLevel.INTERNAL)
+    departments = ListField(child=serializers.CharField(), required=False, default=list)
+    tags = ListField(child=serializers.CharField(), required=False, default=list)
+    language = serializers.CharField(required=False, default="vi", max_length=16)
+    version = serializers.CharField(required=False, default="1.0", max_length=32)
+    effective_date = serializers.DateField(required=False, allow_null=True, default=None)
+    replace = serializers.BooleanField(required=False, default=False,
+                                       help_text="Store a new version of the document with this code.")
+
+
+class CanUpload(permissions.BasePermission):
+    message = "Uploading needs an account with the 'add document' permission."
+
+    def has_permission(self, request, view):
+        if view.action != "create":
+            return True
+        user = request.user
+        return bool(user and user.is_authenticated and user.is_active and user.has_perm("documents.add_document"))
+
+
+@extend_schema(parameters=[
+    OpenApiParameter("document_type", str, enum=DocumentType.values),
+    OpenApiParameter("department", str, description="department code"),
+    OpenApiParameter("tag", str, description="tag slug"),
+    OpenApiParameter("status", str),
+    OpenApiParameter("access_level", int),
+    OpenApiParameter("q", str, description="code or title contains"),
+])
+class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
+                      viewsets.GenericViewSet):
+    permission_classes = [CanUpload]
+    parser_classes = [MultiPartParser, FormParser, JSONParser]
+
+    def get_queryset(self):
+        qs = visible_documents(self.request.user).defer("content").prefetch_related("departments", "tags")
+        params = self.request.query_params
+        for param, lookup in (("document_type", "document_type"), ("department", "departments__code"),
+                              ("tag", "tags__slug"), ("status", "status"), ("access_level", "access_level")):
+            if params.get(param):
+                qs = qs.filter(**{lookup: params[param]})
+        if params.get("q"):
+            from django.db.models import Q
+
+            qs = qs.filter(Q(code__icontains=params["q"]) | Q(title__icontains=params["q"]))
+        return qs.select_related("owner").distinct().order_by("code")
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return DocumentDetailSerializer
+        if self.action == "create":
+            return UploadSerializer
+        return DocumentSerializer
+
+    @extend_schema(request={"multipart/form-data": UploadSerializer},
+                   responses={201: DocumentSerializer, 200: inline_serializer("DuplicateUpload", {
+                       "duplicate": serializers.BooleanField(), "detail": serializers.CharField(),
+                       "document": DocumentSerializer(allow_null=True)})})
+    def create(self, request, *args, **kwargs):
+        form = UploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        upload = data.pop("file")
+        replace = data.pop("replace")
+        meta = UploadMetadata(**data)
+        if replace and meta.code:
+            existing = Document.objects.filter(code=meta.code).first()
+            if existing is not None and not can_manage(request.user, existing):
+                # Same answer as for a code nobody used, unless the client can see it.
+                if not can_view(request.user, existing):
+                    raise ApiValidationError({"code": ["This code cannot be used."]})
+                raise PermissionDenied("You may not replace this document.")
+        try:
+            result = register_upload(upload, upload.name, meta, owner=request.user, replace=replace)
+        except DjangoValidationError as exc:
+            raise ApiValidationError(exc.message_dict if hasattr(exc, "message_dict") else exc.messages)
+        ctx = self.get_serializer_context()
+        if result.duplicate:
+            visible = can_view(request.user, result.document)
+            return Response({
+                "duplicate": True,
+                "detail": "Already have it: an identical file is in the portal." if visible else
+                          "An identical file is already in the portal; you do not have access to it.",
+                "document": DocumentSerializer(result.document, context=ctx).data if visible else None,
+            }, status=status.HTTP_200_OK)
+        return Response(DocumentSerializer(result.document, context=ctx).data,
+                        status=status.HTTP_200_OK if result.replaced else status.HTTP_201_CREATED)
+
+    def destroy(self, request, *args, **kwargs):
+        document = self.get_object()  # 404 when not visible
+        if not can_manage(request.user, document):
+            raise PermissionDenied("You may not delete this document.")
+        document.source_file.delete(save=False)
+        document.delete()
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+    @extend_schema(responses={(200, "application/octet-stream"): bytes})
+    @action(detail=True, methods=["get"])
+    def download(self, request, pk=None):
+        document = self.get_object()
+        return FileResponse(document.source_file.open("rb"), as_attachment=True,
+                            filename=document.original_filename)
+
+    @extend_schema(request=None, responses={202: DocumentSerializer})
+    @action(detail=True, methods=["post"])
+    def reingest(self, request, pk=None):
+        document = self.get_object()
+        if not can_manage(request.user, document):
+            raise PermissionDenied("You may not re-ingest this document.")
+        request_reprocessing(Document.objects.filter(pk=document.pk))
+        document.refresh_from_db()
+        return Response(DocumentSerializer(document, context=self.get_serializer_context()).data,
+                        status=status.HTTP_202_ACCEPTED)

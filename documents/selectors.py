@@ -1,0 +1,98 @@
+"""What may a user see? — the ONE place that answers it.
+
+Every path that returns document content (search in every mode, snippets,
+suggestions, facet counts, document pages, downloads, the API, the admin list
+for non-superusers, exports) filters through `visible_documents(user)` or the
+same condition, `access_condition(user)`, used inside a larger query. Raw SQL
+embeds the compiled queryset of `visible_documents` (see `visible_document_ids_sql`).
+
+The rules (DESIGN.md "Four-tier access", decisions in docs/decisions.md):
+
+| level | visible to |
+|---|---|
+| 0 public       | everyone, anonymous included |
+| 1 internal     | active authenticated users with clearance ≥ 1 |
+| 2 restricted   | members of one of the document's departments with clearance ≥ 2; clearance 3 sees all |
+| 3 confidential | only explicit grants |
+
+Plus, at every level: superusers; explicit django-guardian `view_document`
+grants to the user or one of the user's groups; the document's owner (the
+uploader sees what they uploaded). An inactive user is treated as anonymous.
+"""
+from __future__ import annotations
+
+from django.db.models import Exists, OuterRef, Q, QuerySet
+
+from documents.models import (
+    AccessLevel,
+    Document,
+    DocumentGroupObjectPermission,
+    DocumentUserObjectPermission,
+)
+
+VIEW_PERMISSION = "view_document"
+
+
+def _is_signed_in(user) -> bool:
+    return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
+
+
+def access_condition(user, prefix: str = "") -> Q:
+    """The visibility rule as a Q over Document (or over a model pointing to it
+    through `prefix`, e.g. ``"document__"`` for Chunk)."""
+    def field(name: str) -> str:
+        return f"{prefix}{name}"
+
+    public = Q(**{field("access_level"): AccessLevel.PUBLIC})
+    if not _is_signed_in(user):
+        return public
+    if user.is_superuser:
+        return Q()
+
+    doc_ref = OuterRef(field("pk"))
+    user_grant = Exists(DocumentUserObjectPermission.objects.filter(
+        content_object_id=doc_ref, user_id=user.pk, permission__codename=VIEW_PERMISSION))
+    group_grant = Exists(DocumentGroupObjectPermission.objects.filter(
+        content_object_id=doc_ref, group__user=user.pk, permission__codename=VIEW_PERMISSION))
+
+    rule = public | Q(**{field("owner_id"): user.pk}) | user_grant | group_grant
+    clearance = user.clearance
+    if clearance >= 1:
+        rule |= Q(**{field("access_level"): AccessLevel.INTERNAL})
+    if clearance >= 3:
+        rule |= Q(**{field("access_level"): AccessLevel.RESTRICTED})
+    elif clearance >= 2:
+        member_of = Document.departments.through.objects.filter(
+            document_id=doc_ref, department__members=user.pk)
+        rule |= Q(**{field("access_level"): AccessLevel.RESTRICTED}) & Exists(member_of)
+    return rule
+
+
+def visible_documents(user, base: QuerySet | None = None) -> QuerySet:
+    """Documents `user` may see (any status; callers add `status=ready` for search)."""
+    qs = Document.objects.all() if base is None else base
+    return qs.filter(access_condition(user))
+
+
+def can_view(user, document: Document) -> bool:
+    return visible_documents(user).filter(pk=document.pk).exists()
+
+
+def visible_document_ids_sql(user) -> tuple[str, list]:
+    """`SELECT id FROM documents_document WHERE <rule>` with its parameters,
+    for raw SQL (search) that must filter inside the query, before ranking."""
+    qs = visible_documents(user).order_by().values("id")
+    sql, params = qs.query.sql_with_params()
+    return sql, list(params)
+
+
+def can_manage(user, document: Document) -> bool:
+    """Change/delete: superusers, users with the global permission who can see
+    the document, and the owner."""
+    if not _is_signed_in(user):
+        return False
+    if user.is_superuser:
+        return True
+    if not can_view(user, document):
+        return False
+    return document.owner_id == user.pk or user.has_perm("documents.change_document")

@@ -1,0 +1,186 @@
+"""How a document is chunked.
+
+1. The extracted sections are laid out as one text (`render_content`): each
+   section's heading line, then its body. Chunk offsets point into that text,
+   and chunk text is always an exact slice of it.
+2. Each section is chunked on its own, so a chunk never straddles two headings.
+   Its body is cut into units — paragraphs; a paragraph over budget into
+   sentences; a sentence over budget into runs of words — and units are packed
+   greedily up to the token budget.
+3. The budget counts what the model will read: the heading path line that is
+   embedded with the chunk plus the chunk text, in the embedding model's own
+   tokens (see tokens.py), never more than the model's max sequence length.
+4. Consecutive chunks of one section overlap by up to `overlap` tokens of whole
+   sentences (or words, when a single sentence is longer than the overlap).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Callable
+
+from documents.services.extraction import Section
+
+CountTokens = Callable[[str], int]
+
+_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+")
+_WORD = re.compile(r"\S+")
+
+
+@dataclass
+class ChunkDraft:
+    text: str
+    heading_path: list[str]
+    char_start: int
+    char_end: int
+    token_count: int
+
+
+def heading_line(heading_path: list[str]) -> str:
+    """The context embedded with a chunk, e.g. 'Chính sách nghỉ phép > 2. Phạm vi'."""
+    return " > ".join(heading_path)
+
+
+def embedding_text(text: str, heading_path: list[str]) -> str:
+    """What the embedding model reads for a chunk (the budget is counted on this)."""
+    line = heading_line(heading_path)
+    return f"{line}\n{text}" if line else text
+
+
+def render_content(sections: list[Section]) -> tuple[str, list[tuple[Section, int]]]:
+    """One text for the document, and where each section's body starts in it."""
+    parts: list[str] = []
+    placed: list[tuple[Section, int]] = []
+    offset = 0
+    last_path: list[str] = []
+    for section in sections:
+        block = ""
+        if section.heading_path and section.heading_path != last_path:
+            block = section.heading_path[-1] + "\n"
+        if parts:
+            parts.append("\n\n")
+            offset += 2
+        parts.append(block)
+        offset += len(block)
+        placed.append((section, offset))
+        parts.append(section.text)
+        offset += len(section.text)
+        last_path = section.heading_path
+    return "".join(parts), placed
+
+
+@dataclass
+class _Unit:
+    start: int  # offsets relative to the section body
+    end: int
+    tokens: int
+
+
+def _spans(pattern: re.Pattern, text: str, base: int) -> list[tuple[int, int]]:
+    """Split text[...] into spans separated by `pattern` matches (separators dropped)."""
+    spans, pos = [], 0
+    for match in pattern.finditer(text):
+        if match.start() > pos:
+            spans.append((base + pos, base + match.start()))
+        pos = match.end()
+    if pos < len(text):
+        spans.append((base + pos, base + len(text)))
+    return spans
+
+
+def _word_runs(body: str, start: int, end: int, count: CountTokens, budget: int) -> list[_Unit]:
+    """Cut an over-long sentence into runs of whole words that fit the budget."""
+    words = [(start + m.start(), start + m.end()) for m in _WORD.finditer(body[start:end])]
+    units: list[_Unit] = []
+    i = 0
+    while i < len(words):
+        lo, hi = i + 1, len(words)  # binary search: the most words from i that fit
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if count(body[words[i][0]:words[mid - 1][1]]) <= budget:
+                lo = mid
+            else:
+                hi = mid - 1
+        j = max(lo, i + 1)  # a single word over budget still makes progress
+        piece_start, piece_end = words[i][0], words[j - 1][1]
+        units.append(_Unit(piece_start, piece_end, count(body[piece_start:piece_end])))
+        i = j
+    return units
+
+
+def _units(body: str, count: CountTokens, budget: int) -> list[_Unit]:
+    units: list[_Unit] = []
+    for p_start, p_end in _spans(re.compile(r"\n+"), body, 0):
+        tokens = count(body[p_start:p_end])
+        if tokens <= budget:
+            units.append(_Unit(p_start, p_end, tokens))
+            continue
+        for s_start, s_end in _spans(_SENTENCE_END, body[p_start:p_end], p_start):
+            tokens = count(body[s_start:s_end])
+            if tokens <= budget:
+                units.append(_Unit(s_start, s_end, tokens))
+            else:
+                units.extend(_word_runs(body, s_start, s_end, count, budget))
+    return units
+
+
+def _carry(body: str, units: list[_Unit], first: int, last: int, overlap: int,
+           count: CountTokens) -> int | None:
+    """Char offset where the next chunk begins so that it repeats at most
+    `overlap` tokens from the end of this one (whole units, else trailing words)."""
+    if overlap <= 0:
+        return None
+    k, carried = last, 0
+    while k > first and carried + units[k].tokens <= overlap:
+        carried += units[k].tokens
+        k -= 1
+    if k < last:
+        return units[k + 1].start
+    unit = units[last]
+    words = list(_WORD.finditer(body[unit.start:unit.end]))
+    best = None
+    for idx in range(len(words) - 1, 0, -1):  # grow the tail word by word
+        begin = unit.start + words[idx].start()
+        if count(body[begin:unit.end]) > overlap:
+            break
+        best = begin
+    return best
+
+
+def chunk_sections(sections: list[Section], count: CountTokens, *, max_tokens: int,
+                   overlap: int) -> tuple[str, list[ChunkDraft]]:
+    """Chunk a document: returns (content, chunks). See the module docstring."""
+    if overlap >= max_tokens:
+        raise ValueError("overlap must be smaller than the chunk budget")
+    content, placed = render_content(sections)
+    drafts: list[ChunkDraft] = []
+    for section, base in placed:
+        body, path = section.text, section.heading_path
+        prefix = heading_line(path)
+        budget = max(8, max_tokens - (count(prefix + "\n") if prefix else 0))
+        units = _units(body, count, budget)
+        pos, carry_begin = 0, None
+        while pos < len(units):
+            carry_tokens = count(body[carry_begin:units[pos].start]) if carry_begin is not None else 0
+            if carry_tokens + units[pos].tokens > budget:
+                carry_begin, carry_tokens = None, 0
+            begin = units[pos].start if carry_begin is None else carry_begin
+            total, last = carry_tokens + units[pos].tokens, pos
+            while last + 1 < len(units) and total + units[last + 1].tokens <= budget:
+                last += 1
+                total += units[last].tokens
+            text = body[begin:units[last].end]
+            exact = count(embedding_text(text, path))
+            while exact > max_tokens and (last > pos or begin != units[pos].start):
+                # token counts are not quite additive: give back a unit, then the carry
+                if last > pos:
+                    last -= 1
+                else:
+                    begin = units[pos].start
+                text = body[begin:units[last].end]
+                exact = count(embedding_text(text, path))
+            drafts.append(ChunkDraft(text=text, heading_path=list(path), char_start=base + begin,
+                                     char_end=base + units[last].end, token_count=exact))
+            carry_begin = _carry(body, units, pos, last, overlap, count)
+            pos = last + 1
+    return content, drafts

