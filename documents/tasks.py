@@ -34,5 +34,7 @@ def recover_stale_documents_task() -> list[int]:
 
 @worker_ready.connect
 def _recover_on_worker_start(sender=None, **kwargs):
-    # A worker that died left its documents 'processing'; the next worker to start picks them up.
+    # A worker that died left its documents 'processing'; the next worker to start picks
+    # them up — now, and once more when a lease taken just before the crash has run out.
     recover_stale_documents_task.delay()
+    recover_stale_documents_task.apply_async(countdown=settings.INGEST_LEASE_SECONDS + 1)

@@ -1,6 +1,7 @@
 import os
 
 from celery import Celery
+from celery.signals import worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -11,3 +12,15 @@ app.autodiscover_tasks()
 app.conf.beat_schedule = {
     "recover-stale-documents": {"task": "documents.tasks.recover_stale_documents_task", "schedule": 60.0},
 }
+
+
+@worker_init.connect
+def _check_configuration(**kwargs):
+    """A worker with a bad configuration refuses to start, like runserver does."""
+    import django
+    from django.core import checks
+
+    django.setup()
+    serious = [e for e in checks.run_checks() if e.is_serious()]
+    if serious:
+        raise SystemExit("configuration errors:\n" + "\n".join(str(e) for e in serious))

@@ -31,8 +31,9 @@ SETTINGS: list[Setting] = []
 ERRORS: list[str] = []
 
 
-def _declare(name: str, kind: str, default: Any, help: str, parse: Callable[[str], Any]) -> Any:
-    SETTINGS.append(Setting(name, kind, default, help))
+def _declare(name: str, kind: str, default: Any, help: str, parse: Callable[[str], Any],
+             shown: Any = None) -> Any:
+    SETTINGS.append(Setting(name, kind, default if shown is None else shown, help))
     raw = os.environ.get(name)
     if raw is None or raw == "":
         return default
@@ -97,12 +98,12 @@ def env_list(name: str, default: list[str], help: str) -> list[str]:
                     lambda raw: [item.strip() for item in raw.split(",") if item.strip()])
 
 
-def env_path(name: str, default: Path, help: str) -> Path:
+def env_path(name: str, default: Path, help: str, shown: str | None = None) -> Path:
     def parse(raw: str) -> Path:
         path = Path(raw).expanduser()
         return path if path.is_absolute() else (BASE_DIR / path)
 
-    return _declare(name, "path", default, help, parse)
+    return _declare(name, "path", default, help, parse, shown)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:

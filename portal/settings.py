@@ -25,8 +25,10 @@ CSRF_TRUSTED_ORIGINS = env.env_list("PORTAL_CSRF_TRUSTED_ORIGINS", [],
                                     "Origins trusted for CSRF (https://portal.example.com).")
 VAR_DIR = env.env_path("PORTAL_VAR_DIR", BASE_DIR / "var",
                        "Folder for the embedded database, broker, uploaded files and reports.")
-MEDIA_ROOT = env.env_path("PORTAL_MEDIA_ROOT", VAR_DIR / "media", "Where original files are stored.")
-STATIC_ROOT = env.env_path("PORTAL_STATIC_ROOT", VAR_DIR / "static", "collectstatic target.")
+MEDIA_ROOT = env.env_path("PORTAL_MEDIA_ROOT", VAR_DIR / "media", "Where original files are stored.",
+                          shown="$PORTAL_VAR_DIR/media")
+STATIC_ROOT = env.env_path("PORTAL_STATIC_ROOT", VAR_DIR / "static", "collectstatic target.",
+                           shown="$PORTAL_VAR_DIR/static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 EMBEDDED_AUTOSTART = env.env_bool(
     "PORTAL_EMBEDDED_AUTOSTART", True,

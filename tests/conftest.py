@@ -9,3 +9,92 @@ def _fast_passwords(settings):
 @pytest.fixture(autouse=True)
 def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
+
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class WorkerProcess:
+    """A real `celery worker` process on the test database and the test queue."""
+
+    def __init__(self, env_overrides: dict[str, str], log_path: Path):
+        self.env = {**os.environ, **env_overrides}
+        self.log_path = log_path
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> "WorkerProcess":
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "-l", "info",
+             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{time.time_ns()}@%h"],
+            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        return self
+
+    def kill(self) -> None:
+        """Simulate losing the machine: SIGKILL the whole process group, no cleanup."""
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+    def stop(self) -> None:
+        if self.proc and self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")[-4000:]
+
+
+@pytest.fixture
+def start_worker(transactional_db, settings, tmp_path):
+    """Factory: start_worker(**env) → a running worker on the test database.
+    Media goes to a folder both processes see."""
+    from django.db import connection
+
+    workers: list[WorkerProcess] = []
+    media = tmp_path / "shared-media"
+    settings.MEDIA_ROOT = media
+
+    def start(**env):
+        base = {"PORTAL_DATABASE_NAME": connection.settings_dict["NAME"], "PORTAL_MEDIA_ROOT": str(media),
+                "PORTAL_LOG_LEVEL": "INFO"}
+        worker = WorkerProcess({**base, **{k: str(v) for k, v in env.items()}},
+                               tmp_path / f"worker{len(workers)}.log").start()
+        workers.append(worker)
+        return worker
+
+    _purge_queue()
+    yield start
+    for worker in workers:
+        worker.stop()
+    _purge_queue()
+
+
+def _purge_queue():
+    from portal.celery import app
+
+    with app.connection_for_write() as conn:
+        try:
+            conn.default_channel.queue_purge(app.conf.task_default_queue)
+        except Exception:  # the queue does not exist yet
+            pass
+
+
+def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {message}")

