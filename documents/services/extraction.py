@@ -27,6 +27,7 @@ SUPPORTED_TYPES = {
     ".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx",
 }
 OOXML_TYPES = {"docx", "pptx", "xlsx"}
+LANGUAGES = ["vie", "eng"]  # tells unstructured what to expect; it skips language detection
 OLE2_MAGIC = b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1"  # encrypted OOXML and legacy .doc/.xls live in OLE2
 
 
@@ -195,31 +196,31 @@ def _partition(path: Path, kind: str):
     if kind == "text":
         from unstructured.partition.text import partition_text
 
-        return partition_text(text=read_text_file(path))
+        return partition_text(text=read_text_file(path), languages=LANGUAGES)
     if kind == "markdown":
         from unstructured.partition.md import partition_md
 
-        return partition_md(text=read_text_file(path))
+        return partition_md(text=read_text_file(path), languages=LANGUAGES)
     if kind == "html":
         from unstructured.partition.html import partition_html
 
-        return partition_html(text=read_text_file(path))
+        return partition_html(text=read_text_file(path), languages=LANGUAGES)
     if kind == "pdf":
         from unstructured.partition.pdf import partition_pdf
 
-        return partition_pdf(filename=str(path), strategy="fast")
+        return partition_pdf(filename=str(path), strategy="fast", languages=LANGUAGES)
     if kind == "docx":
         from unstructured.partition.docx import partition_docx
 
-        return partition_docx(filename=str(path))
+        return partition_docx(filename=str(path), languages=LANGUAGES)
     if kind == "pptx":
         from unstructured.partition.pptx import partition_pptx
 
-        return partition_pptx(filename=str(path))
+        return partition_pptx(filename=str(path), languages=LANGUAGES)
     if kind == "xlsx":
         from unstructured.partition.xlsx import partition_xlsx
 
-        return partition_xlsx(filename=str(path), find_subtable=False)
+        return partition_xlsx(filename=str(path), find_subtable=False, languages=LANGUAGES)
     raise ExtractionError(f"No extractor for {kind}.")
 
 

@@ -1,0 +1,79 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+from django.utils.translation import gettext_lazy as _
+
+from search.models import EmbeddingSpace, Feedback, SearchLog
+from search.services import spaces
+
+
+@admin.register(EmbeddingSpace)
+class EmbeddingSpaceAdmin(admin.ModelAdmin):
+    list_display = ("name", "status", "dimension", "max_seq_length", "traffic_share", "vectors", "status_message",
+                    "activated_at")
+    list_filter = ("status",)
+    readonly_fields = ("dimension", "embedded_chunks", "status_message", "created_at", "activated_at", "retired_at",
+                       "model_card", "calibration")
+    actions = ["activate", "backfill"]
+
+    @admin.display(description=_("vectors"))
+    def vectors(self, obj):
+        return obj.embeddings.count()
+
+    @admin.action(description=_("Activate (promote atomically)"))
+    def activate(self, request, queryset):
+        if queryset.count() != 1:
+            self.message_user(request, _("Choose exactly one space."), messages.ERROR)
+            return
+        spaces.activate(queryset.get())
+
+    @admin.action(description=_("Embed missing chunks (background)"))
+    def backfill(self, request, queryset):
+        from search.tasks import backfill_space_task
+
+        for space in queryset:
+            backfill_space_task.delay(space.pk)
+        self.message_user(request, _("Queued."))
+
+
+class FeedbackInline(admin.TabularInline):
+    model = Feedback
+    extra = 0
+    can_delete = False
+    readonly_fields = ("user", "document", "chunk", "rank", "kind", "created_at")
+
+
+@admin.register(SearchLog)
+class SearchLogAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "query", "mode", "space", "user", "result_count", "latency_ms", "via")
+    list_filter = ("mode", "space", "via")
+    search_fields = ("query",)
+    readonly_fields = [f.name for f in SearchLog._meta.fields]
+    inlines = [FeedbackInline]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_module_permission(self, request):
+        # queries and result lists name documents of every level: superusers only
+        return request.user.is_superuser
+
+    has_view_permission = lambda self, request, obj=None: request.user.is_superuser  # noqa: E731
+
+
+@admin.register(Feedback)
+class FeedbackAdmin(admin.ModelAdmin):
+    list_display = ("created_at", "kind", "rank", "document", "query")
+    list_filter = ("kind",)
+    readonly_fields = [f.name for f in Feedback._meta.fields]
+
+    @admin.display(description=_("query"))
+    def query(self, obj):
+        return format_html("<code>{}</code>", obj.search.query)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_module_permission(self, request):
+        return request.user.is_superuser
+
+    has_view_permission = lambda self, request, obj=None: request.user.is_superuser  # noqa: E731

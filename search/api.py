@@ -1,0 +1,123 @@
+"""Search and feedback API. Results come from `search()`, which filters by the
+one access function inside its SQL."""
+from __future__ import annotations
+
+from drf_spectacular.utils import extend_schema, inline_serializer
+from rest_framework import serializers, status
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+
+from documents.models import DocumentType
+from search.models import Feedback, SearchMode
+from search.services.filters import SearchFilters
+from search.services.retrieval import SearchUnavailable, search
+from search.services.search_log import FeedbackRefused, log_search, record_feedback
+
+
+class FiltersSerializer(serializers.Serializer):
+    document_types = serializers.ListField(child=serializers.ChoiceField(DocumentType.values), required=False,
+                                           default=list)
+    departments = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    tags = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    languages = serializers.ListField(child=serializers.CharField(), required=False, default=list)
+    date_from = serializers.DateField(required=False, allow_null=True, default=None)
+    date_to = serializers.DateField(required=False, allow_null=True, default=None)
+
+
+class SearchRequestSerializer(serializers.Serializer):
+    query = serializers.CharField(max_length=500)
+    mode = serializers.ChoiceField(SearchMode.values, default=SearchMode.HYBRID)
+    filters = FiltersSerializer(required=False)
+    k = serializers.IntegerField(min_value=1, max_value=500, default=100)
+    page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(min_value=1, max_value=50, default=10)
+
+
+class ChunkOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    ordinal = serializers.IntegerField()
+    heading_path = serializers.ListField(child=serializers.CharField())
+    text = serializers.CharField()
+
+
+class DocumentOutSerializer(serializers.Serializer):
+    id = serializers.IntegerField(source="pk")
+    code = serializers.CharField()
+    title = serializers.CharField()
+    document_type = serializers.CharField()
+    access_level = serializers.IntegerField()
+    language = serializers.CharField()
+    effective_date = serializers.DateField()
+    departments = serializers.SlugRelatedField(many=True, read_only=True, slug_field="code")
+    tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+
+
+class HitSerializer(serializers.Serializer):
+    rank = serializers.IntegerField()
+    score = serializers.FloatField()
+    snippet = serializers.CharField(help_text="HTML: matched terms wrapped in <mark>")
+    document = DocumentOutSerializer()
+    chunk = ChunkOutSerializer()
+    more_chunks = ChunkOutSerializer(many=True)
+
+
+class SearchResponseSerializer(serializers.Serializer):
+    search_id = serializers.IntegerField()
+    query = serializers.CharField()
+    mode = serializers.CharField()
+    space = serializers.CharField(allow_null=True)
+    page = serializers.IntegerField()
+    pages = serializers.IntegerField()
+    total_documents = serializers.IntegerField()
+    suggestion = serializers.CharField(allow_null=True)
+    notice = serializers.CharField()
+    facets = serializers.DictField()
+    latency_ms = serializers.FloatField()
+    results = HitSerializer(many=True)
+
+
+class SearchView(APIView):
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "search"
+
+    @extend_schema(request=SearchRequestSerializer, responses={200: SearchResponseSerializer})
+    def post(self, request):
+        form = SearchRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        filters = SearchFilters(**data.get("filters", {}))
+        try:
+            result = search(request.user, data["query"], data["mode"], filters, k=data["k"], page=data["page"],
+                            page_size=data["page_size"], session_key=request.session.session_key)
+        except SearchUnavailable as exc:
+            return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
+        log = log_search(result, request.user, filters, via="api")
+        body = {
+            "search_id": log.pk, "query": result.query, "mode": result.mode,
+            "space": result.space.name if result.space else None, "page": result.page, "pages": result.pages,
+            "total_documents": result.total_documents, "suggestion": result.suggestion, "notice": result.notice,
+            "facets": result.facets, "latency_ms": round(result.latency_ms, 2),
+            "results": HitSerializer(result.hits, many=True).data,
+        }
+        return Response(body)
+
+
+class FeedbackRequestSerializer(serializers.Serializer):
+    search_id = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    kind = serializers.ChoiceField(Feedback.Kind.values)
+
+
+class FeedbackView(APIView):
+    @extend_schema(request=FeedbackRequestSerializer,
+                   responses={201: inline_serializer("FeedbackStored", {"id": serializers.IntegerField()})})
+    def post(self, request):
+        form = FeedbackRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        data = form.validated_data
+        try:
+            feedback = record_feedback(request.user, data["search_id"], data["document_id"], data["kind"])
+        except FeedbackRefused:
+            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+        return Response({"id": feedback.pk}, status=status.HTTP_201_CREATED)

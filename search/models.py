@@ -1,0 +1,174 @@
+"""Embedding spaces (the model registry), chunk vectors, the BM25 keyword index,
+and the search log with feedback."""
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+from django.utils.translation import gettext_lazy as _
+from pgvector.django import VectorField
+
+from documents.models import Chunk, Document
+
+
+class SpaceStatus(models.TextChoices):
+    BUILDING = "building", _("building")
+    READY = "ready", _("ready")
+    ACTIVE = "active", _("active")
+    RETIRED = "retired", _("retired")
+
+
+class FusionMethod(models.TextChoices):
+    RRF = "rrf", _("weighted reciprocal rank fusion")
+    SCORE = "score", _("weighted normalised-score fusion")
+
+
+class EmbeddingSpace(models.Model):
+    """One embedding model and its settings. Exactly one space is active; a
+    ready space with a traffic share serves that share of users (A/B)."""
+
+    name = models.SlugField(_("name"), max_length=64, unique=True)
+    model_path = models.CharField(_("model folder"), max_length=500,
+                                  help_text=_("A sentence-transformers folder on disk."))
+    dimension = models.PositiveIntegerField(_("dimension"), editable=False,
+                                            help_text=_("Read from the model."))
+    max_seq_length = models.PositiveIntegerField(_("max sequence length"))
+    query_prefix = models.CharField(_("query prefix"), max_length=64, blank=True)
+    passage_prefix = models.CharField(_("passage prefix"), max_length=64, blank=True)
+    normalize = models.BooleanField(_("normalise vectors"), default=True)
+    status = models.CharField(_("status"), max_length=16, choices=SpaceStatus.choices,
+                              default=SpaceStatus.BUILDING, db_index=True)
+    traffic_share = models.FloatField(_("A/B traffic share"), default=0.0,
+                                      help_text=_("0–1: share of users served by this space while it is a "
+                                                  "ready candidate beside the active one."))
+    # hybrid fusion, calibrated per space on an evaluation set
+    fusion = models.CharField(_("fusion"), max_length=8, choices=FusionMethod.choices, default=FusionMethod.RRF)
+    vector_weight = models.FloatField(_("vector weight"), default=1.0)
+    keyword_weight = models.FloatField(_("keyword weight"), default=1.0)
+    rrf_k = models.PositiveIntegerField(_("RRF k"), default=60)
+    candidate_depth = models.PositiveIntegerField(_("candidates per mode"), default=50)
+    calibration = models.JSONField(_("calibration"), default=dict, blank=True,
+                                   help_text=_("How the fusion weights were chosen (set, metric, curve)."))
+    model_card = models.JSONField(_("model card"), default=dict, blank=True)
+    embedded_chunks = models.PositiveIntegerField(default=0)
+    status_message = models.CharField(max_length=200, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    activated_at = models.DateTimeField(null=True, blank=True)
+    retired_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-status", "name"]
+        constraints = [
+            models.UniqueConstraint(fields=["status"], condition=Q(status="active"), name="one_active_space"),
+            models.CheckConstraint(condition=Q(traffic_share__gte=0) & Q(traffic_share__lte=1),
+                                   name="traffic_share_0_1"),
+        ]
+        verbose_name = _("embedding space")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.dimension}d, {self.status})"
+
+    @property
+    def index_name(self) -> str:
+        return f"search_chunkembedding_hnsw_{self.pk}"
+
+
+class ChunkEmbedding(models.Model):
+    """Vectors of every space in ONE table; the column is untyped so spaces of
+    different dimensions live side by side, each with its own partial HNSW
+    index over `embedding::vector(D)`."""
+
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="embeddings")
+    space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="embeddings")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+",
+                                 help_text="denormalised from the chunk: the access filter joins it directly")
+    embedding = VectorField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["space", "chunk"], name="one_vector_per_chunk_and_space")]
+
+
+class KeywordTerm(models.Model):
+    """A syllable as written (lower-cased), or its accent-folded form (prefix '~')."""
+
+    term = models.CharField(max_length=100, unique=True)
+    df = models.PositiveIntegerField(default=0)
+    folded = models.CharField(max_length=100, null=True, blank=True,
+                              help_text="accent-folded form of an exact term (null for '~' and reserved terms): "
+                                        "finds the accented forms of a query typed without accents")
+
+    class Meta:
+        indexes = [models.Index(fields=["folded"], name="search_term_folded",
+                                condition=Q(folded__isnull=False))]
+
+
+class KeywordPosting(models.Model):
+    """BM25 postings: the per-posting weight bakes in tf, length and the average
+    length (measured 3.5–4× faster than joining chunk statistics). The document
+    is copied in so the access filter (a semi-join on visible document ids) needs
+    no join through chunks. Access levels are NOT copied: a stale copy could show
+    or hide a document wrongly; the access function is always applied."""
+
+    term = models.ForeignKey(KeywordTerm, on_delete=models.CASCADE, db_index=False)
+    chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="+")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+", db_index=False)
+    weight = models.FloatField()
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["term", "chunk"], name="one_posting_per_term_chunk",
+                                               include=["weight", "document"])]
+        indexes = [models.Index(fields=["chunk"], name="search_posting_chunk"),
+                   models.Index(fields=["document"], name="search_posting_document")]
+
+
+class KeywordStats(models.Model):
+    """Corpus statistics behind the baked-in weights (one row)."""
+
+    chunk_count = models.PositiveIntegerField(default=0)
+    total_length = models.PositiveBigIntegerField(default=0)
+    avg_length_at_build = models.FloatField(default=0)
+    k1 = models.FloatField(default=1.2)
+    b = models.FloatField(default=0.75)
+    rebuilt_at = models.DateTimeField(null=True, blank=True)
+
+
+class SearchMode(models.TextChoices):
+    HYBRID = "hybrid", _("hybrid")
+    VECTOR = "vector", _("vector")
+    KEYWORD = "keyword", _("keyword")
+    RERANK = "rerank", _("hybrid + rerank")
+
+
+class SearchLog(models.Model):
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    query = models.CharField(max_length=500)
+    mode = models.CharField(max_length=16, choices=SearchMode.choices)
+    space = models.ForeignKey(EmbeddingSpace, null=True, blank=True, on_delete=models.SET_NULL)
+    filters = models.JSONField(default=dict, blank=True)
+    results = models.JSONField(default=list, blank=True, help_text="[{rank, chunk_id, document_id, score}]")
+    page = models.PositiveIntegerField(default=1)
+    result_count = models.PositiveIntegerField(default=0)
+    latency_ms = models.FloatField(default=0)
+    via = models.CharField(max_length=8, default="portal")
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+
+class Feedback(models.Model):
+    class Kind(models.TextChoices):
+        HELPFUL = "helpful", _("helpful")
+        NOT_HELPFUL = "not_helpful", _("not helpful")
+        CLICK = "click", _("click")
+
+    search = models.ForeignKey(SearchLog, on_delete=models.CASCADE, related_name="feedback")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.SET_NULL)
+    document = models.ForeignKey(Document, on_delete=models.CASCADE)
+    rank = models.PositiveIntegerField()
+    kind = models.CharField(max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]

@@ -1,0 +1,37 @@
+"""Ingestion → search: when a document's chunks are committed, index its
+keywords and queue its embedding in every space being served (the active one,
+and a candidate being built or tested: dual-write during a migration)."""
+from django.db.models.signals import post_delete
+from django.dispatch import receiver
+
+from documents.models import Document
+from documents.services import processing
+from documents.signals import document_chunked
+
+
+@receiver(document_chunked)
+def index_and_embed(sender, document_id, **kwargs):
+    from search.services.spaces import serving_spaces
+    from search.tasks import embed_document_task, index_keywords_task
+
+    index_keywords_task.delay(document_id)
+    for space_id in serving_spaces().values_list("pk", flat=True):
+        embed_document_task.delay(document_id, space_id)
+
+
+def _active_model_path():
+    from search.services.spaces import active_space
+
+    space = active_space()
+    return space.model_path if space else None
+
+
+# Chunks are counted with the tokenizer of the model that will read them.
+processing.set_chunking_model_resolver(_active_model_path)
+
+
+@receiver(post_delete, sender=Document)
+def _forget_keyword_stats(sender, instance, **kwargs):
+    from search.services import keyword_index
+
+    keyword_index.note_removed()

@@ -1,0 +1,83 @@
+"""Embedding chunks into a space: batched, idempotent (a vector per chunk and
+space, written with ON CONFLICT), resumable (only chunks without a vector in the
+space are embedded), with progress stored on the space."""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable
+
+import numpy as np
+from django.db import connection
+
+from documents.models import Chunk, DocumentStatus
+from documents.services.chunking import embedding_text
+from search.models import EmbeddingSpace, SpaceStatus
+from search.services import encoders
+
+log = logging.getLogger(__name__)
+
+BATCH = 64
+
+
+def vector_literal(vector: np.ndarray) -> str:
+    return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
+
+
+def _write(space: EmbeddingSpace, rows: list[tuple[int, int, np.ndarray]]) -> None:
+    dim = int(space.dimension)
+    with connection.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO search_chunkembedding (space_id, chunk_id, document_id, embedding) "
+            f"VALUES (%s, %s, %s, %s::vector({dim})) "
+            "ON CONFLICT (space_id, chunk_id) DO UPDATE SET embedding = EXCLUDED.embedding",
+            [(space.pk, chunk_id, doc_id, vector_literal(vec)) for chunk_id, doc_id, vec in rows])
+
+
+def embed_chunks(space: EmbeddingSpace, chunks: Iterable[Chunk]) -> int:
+    chunks = list(chunks)
+    if not chunks:
+        return 0
+    texts = [embedding_text(c.text, c.heading_path) for c in chunks]
+    vectors = encoders.encode_passages(space, texts)
+    if vectors.shape[1] != space.dimension:
+        raise ValueError(f"model produced {vectors.shape[1]} dims, space {space.name} expects {space.dimension}")
+    # The chunk may have been replaced by a re-ingest while we encoded: write only live ones.
+    live = set(Chunk.objects.filter(pk__in=[c.pk for c in chunks]).values_list("pk", flat=True))
+    _write(space, [(c.pk, c.document_id, v) for c, v in zip(chunks, vectors) if c.pk in live])
+    return len(live)
+
+
+def missing_chunks(space: EmbeddingSpace, document_id: int | None = None):
+    qs = Chunk.objects.filter(document__status=DocumentStatus.READY).exclude(embeddings__space=space)
+    if document_id is not None:
+        qs = qs.filter(document_id=document_id)
+    return qs.order_by("pk").only("pk", "document_id", "text", "heading_path")
+
+
+def embed_document(space: EmbeddingSpace, document_id: int) -> int:
+    done = 0
+    chunks = list(missing_chunks(space, document_id))
+    for start in range(0, len(chunks), BATCH):
+        done += embed_chunks(space, chunks[start:start + BATCH])
+    return done
+
+
+def backfill(space: EmbeddingSpace, progress: Callable[[int, int], None] | None = None) -> int:
+    """Embed every chunk the space lacks (resumable: re-running skips what is done)."""
+    total_missing = missing_chunks(space).count()
+    done = 0
+    while True:
+        batch = list(missing_chunks(space)[:BATCH])
+        if not batch:
+            break
+        done += embed_chunks(space, batch)
+        count = space.embeddings.count()
+        EmbeddingSpace.objects.filter(pk=space.pk).update(
+            embedded_chunks=count, status_message=f"Embedded {done}/{total_missing} missing chunks")
+        if progress:
+            progress(done, total_missing)
+    EmbeddingSpace.objects.filter(pk=space.pk).update(embedded_chunks=space.embeddings.count(),
+                                                      status_message="Up to date")
+    if space.status == SpaceStatus.BUILDING:
+        EmbeddingSpace.objects.filter(pk=space.pk, status=SpaceStatus.BUILDING).update(status=SpaceStatus.READY)
+    return done

@@ -1,0 +1,68 @@
+"""Loading embedding models: once per process and model folder, never per
+request or per task. Query encoding in web processes uses one torch thread
+(measured on 2 cores under load: 21 ms/query with 1 thread, 536 ms with 2)."""
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    dimension: int
+    max_seq_length: int
+    query_prefix: str
+    passage_prefix: str
+    normalize: bool
+
+
+def describe_model(model_path: str) -> ModelInfo:
+    """Read dimension, max length, prompts and normalisation from the folder
+    (the dimension by loading the model: never typed in by hand)."""
+    model = load_model(model_path)
+    dim = model.get_embedding_dimension()
+    prompts = getattr(model, "prompts", {}) or {}
+    normalize = any(type(m).__name__ == "Normalize" for m in model)
+    return ModelInfo(int(dim), int(model.max_seq_length or 512), prompts.get("query", ""),
+                     prompts.get("document") or prompts.get("passage", ""), normalize)
+
+
+@lru_cache(maxsize=4)
+def load_model(model_path: str):
+    from sentence_transformers import SentenceTransformer
+
+    with _lock:
+        return SentenceTransformer(str(Path(model_path)), device="cpu", local_files_only=True)
+
+
+def _encode(model_path: str, texts: list[str], prefix: str, normalize: bool, batch_size: int) -> np.ndarray:
+    model = load_model(model_path)
+    vectors = model.encode([prefix + t for t in texts], batch_size=batch_size, convert_to_numpy=True,
+                           normalize_embeddings=normalize, show_progress_bar=False)
+    return np.asarray(vectors, dtype=np.float32)
+
+
+def encode_passages(space, texts: list[str], batch_size: int = 32) -> np.ndarray:
+    return _encode(space.model_path, texts, space.passage_prefix, space.normalize, batch_size)
+
+
+def encode_query(space, text: str) -> np.ndarray:
+    return _encode(space.model_path, [text], space.query_prefix, space.normalize, 1)[0]
+
+
+def use_query_threads(n: int) -> None:
+    import torch
+
+    torch.set_num_threads(max(1, n))
+
+
+def read_prompts(model_path: str) -> dict:
+    path = Path(model_path) / "config_sentence_transformers.json"
+    return (json.loads(path.read_text()).get("prompts") or {}) if path.exists() else {}

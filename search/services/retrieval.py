@@ -1,0 +1,182 @@
+"""Search: `search(user, query, mode, filters, k, page)`.
+
+Every mode filters by the user's access INSIDE the SQL that ranks (the allowed
+document ids are a subquery of the candidate query), never by dropping rows
+afterwards. Modes:
+
+- vector: pgvector HNSW over the user's space, iterative scan so a selective
+  filter still fills k rows;
+- keyword: BM25 in PostgreSQL over exact and accent-folded syllables;
+- hybrid (default): weighted fusion of both, weights stored on the space;
+- rerank: hybrid candidates re-scored by a cross-encoder (when configured).
+
+Results are grouped by document (best chunk first, a few more chunks of the
+same document attached) so one document cannot flood a page.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import connection, transaction
+
+from documents.models import Chunk, Document
+from search.models import EmbeddingSpace, SearchMode
+from search.services import encoders, fusion, keyword_index
+from search.services.embedding import vector_literal
+from search.services.filters import SearchFilters, allowed_documents_sql
+from search.services.snippets import make_snippet
+from search.services.spaces import space_for
+
+PAGE_SIZE = 10
+MORE_PER_DOCUMENT = 2
+
+
+class SearchUnavailable(Exception):
+    """Vector search was asked for but no embedding space is ready."""
+
+
+@dataclass
+class Hit:
+    rank: int
+    score: float
+    document: Document
+    chunk: Chunk
+    snippet: str
+    more_chunks: list[Chunk] = field(default_factory=list)
+
+
+@dataclass
+class SearchResult:
+    query: str
+    mode: str
+    space: EmbeddingSpace | None
+    hits: list[Hit]
+    page: int
+    pages: int
+    total_documents: int
+    suggestion: str | None
+    facets: dict
+    latency_ms: float
+    notice: str = ""
+
+
+def vector_candidates(space: EmbeddingSpace, query: str, allowed_sql: str, params: list,
+                      limit: int) -> list[tuple[int, float]]:
+    """(chunk_id, similarity) by cosine distance over the space's HNSW index."""
+    qvec = vector_literal(encoders.encode_query(space, query))
+    dim, space_id = int(space.dimension), int(space.pk)
+    # Literals, not parameters, for the space id and dimension: the partial index
+    # predicate and expression must be visible to the planner in every plan.
+    sql = f"""
+        WITH nearest AS MATERIALIZED (
+            SELECT ce.chunk_id, ce.embedding::vector({dim}) <=> %s::vector({dim}) AS distance
+            FROM search_chunkembedding ce
+            WHERE ce.space_id = {space_id} AND ce.document_id IN ({allowed_sql})
+            ORDER BY ce.embedding::vector({dim}) <=> %s::vector({dim})
+            LIMIT {int(limit)}
+        )
+        SELECT chunk_id, distance FROM nearest ORDER BY distance"""
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cur.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(limit))}")
+        cur.execute(sql, [qvec, *params, qvec])
+        return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in cur.fetchall()]
+
+
+def _rerank(query: str, ranked: list[tuple[int, float]], depth: int) -> list[tuple[int, float]]:
+    from search.services.rerank import rerank
+
+    head = ranked[:depth]
+    texts = dict(Chunk.objects.filter(pk__in=[c for c, _ in head]).values_list("pk", "text"))
+    rescored = rerank(query, [(c, texts[c]) for c, _ in head if c in texts])
+    return rescored + ranked[depth:]
+
+
+def ranked_chunks(query: str, mode: str, allowed: tuple[str, list], space: EmbeddingSpace | None,
+                  depth: int) -> tuple[list[tuple[int, float]], str]:
+    """The fused candidate list (chunk_id, score), best first, and a notice.
+    `allowed` is the (sql, params) of the documents the caller may return."""
+    allowed_sql, params = allowed
+    notice = ""
+    if mode in (SearchMode.VECTOR, SearchMode.HYBRID, SearchMode.RERANK) and space is None:
+        if mode == SearchMode.VECTOR:
+            raise SearchUnavailable("No embedding space is active yet.")
+        mode, notice = SearchMode.KEYWORD, "no-space"
+    if mode == SearchMode.KEYWORD:
+        return keyword_index.keyword_search(query, allowed_sql, params, limit=depth), notice
+    if mode == SearchMode.VECTOR:
+        return vector_candidates(space, query, allowed_sql, params, depth), notice
+    per_mode = max(depth, space.candidate_depth)
+    vector = vector_candidates(space, query, allowed_sql, params, per_mode) if space.vector_weight > 0 else []
+    keyword = (keyword_index.keyword_search(query, allowed_sql, params, limit=per_mode)
+               if space.keyword_weight > 0 else [])
+    fused = fusion.fuse(vector, keyword, method=space.fusion, vector_weight=space.vector_weight,
+                        keyword_weight=space.keyword_weight, rrf_k=space.rrf_k)
+    if mode == SearchMode.RERANK:
+        if settings.RERANK_MODEL:
+            fused = _rerank(query, fused, settings.RERANK_DEPTH)
+        else:
+            notice = "no-reranker"
+    return fused, notice
+
+
+def search(user, query: str, mode: str = SearchMode.HYBRID, filters: SearchFilters | None = None,
+           k: int = 100, page: int = 1, page_size: int = PAGE_SIZE, session_key: str | None = None,
+           space: EmbeddingSpace | None = None) -> SearchResult:
+    started = time.perf_counter()
+    query = " ".join(query.split())[:500]
+    space = space or space_for(user, session_key)
+    allowed = allowed_documents_sql(user, filters)
+    ranked, notice = ranked_chunks(query, mode, allowed, space, depth=max(k, page * page_size))
+    groups = _group_by_document(ranked)
+    pages = max(1, -(-len(groups) // page_size))
+    page = min(max(1, page), pages)
+    shown = groups[(page - 1) * page_size:page * page_size]
+    hits = _materialise(shown, query, offset=(page - 1) * page_size)
+    suggestion = keyword_index.suggest(query, *allowed) if query else None
+    return SearchResult(
+        query=query, mode=mode, space=space, hits=hits, page=page, pages=pages, total_documents=len(groups),
+        suggestion=suggestion, facets=_facets([doc_id for doc_id, _ in groups]),
+        latency_ms=(time.perf_counter() - started) * 1000, notice=notice)
+
+
+def _group_by_document(ranked: list[tuple[int, float]]) -> list[tuple[int, list[tuple[int, float]]]]:
+    doc_of = dict(Chunk.objects.filter(pk__in=[c for c, _ in ranked]).values_list("pk", "document_id"))
+    groups: dict[int, list[tuple[int, float]]] = {}
+    for chunk_id, score in ranked:
+        doc_id = doc_of.get(chunk_id)
+        if doc_id is not None:
+            groups.setdefault(doc_id, []).append((chunk_id, score))
+    return list(groups.items())  # dicts keep first-seen order: best chunk's rank
+
+
+def _materialise(groups, query: str, offset: int) -> list[Hit]:
+    chunk_ids = [c for _, chunks in groups for c, _ in chunks[:1 + MORE_PER_DOCUMENT]]
+    chunks = {c.pk: c for c in Chunk.objects.filter(pk__in=chunk_ids).select_related("document")}
+    docs = {d.pk: d for d in Document.objects.filter(pk__in=[d for d, _ in groups]).defer("content")
+            .prefetch_related("departments", "tags")}
+    terms = keyword_index.highlight_terms(query)
+    hits = []
+    for i, (doc_id, ranked) in enumerate(groups):
+        best_id, score = ranked[0]
+        best = chunks[best_id]
+        more = [chunks[c] for c, _ in ranked[1:1 + MORE_PER_DOCUMENT] if c in chunks]
+        hits.append(Hit(rank=offset + i + 1, score=round(float(score), 6), document=docs[doc_id], chunk=best,
+                        snippet=make_snippet(best.text, terms), more_chunks=more))
+    return hits
+
+
+def _facets(document_ids: list[int]) -> dict:
+    """Counts over the result documents only — all of which the user may see."""
+    from django.db.models import Count
+
+    docs = Document.objects.filter(pk__in=document_ids)
+    return {
+        "document_type": dict(docs.values_list("document_type").annotate(n=Count("id")).order_by()),
+        "department": dict(docs.filter(departments__isnull=False).values_list("departments__code")
+                           .annotate(n=Count("id")).order_by()),
+        "language": dict(docs.values_list("language").annotate(n=Count("id")).order_by()),
+        "tag": dict(docs.filter(tags__isnull=False).values_list("tags__slug").annotate(n=Count("id")).order_by()),
+    }

@@ -1,0 +1,179 @@
+"""Embedding spaces, vectors of two dimensions side by side, vector search with
+the access filter inside the SQL, A/B stickiness, grouping, highlighting, fusion."""
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.db import IntegrityError, connection, transaction
+
+from documents.services.processing import process_document
+from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
+from search.services import embedding, fusion, spaces
+from search.services.filters import SearchFilters, allowed_documents_sql
+from search.services.retrieval import search, vector_candidates
+from search.services.snippets import make_snippet
+from tests import factories as f
+
+pytestmark = pytest.mark.django_db
+
+LEAVE = ("# Chính sách nghỉ phép\n\n## 1. Số ngày nghỉ\n\nNhân viên được nghỉ phép năm 12 ngày có hưởng lương.\n\n"
+         "## 2. Thủ tục\n\nĐơn xin nghỉ phép gửi quản lý trực tiếp trước 3 ngày làm việc.\n")
+VPN = ("# Hướng dẫn VPN\n\n## Cài đặt\n\nTải phần mềm VPN client và đăng nhập bằng tài khoản SSO.\n\n"
+       "## Lỗi thường gặp\n\nNếu không kết nối được VPN, kiểm tra mạng và liên hệ IT helpdesk.\n")
+SALARY = "# Bảng lương mật\n\n## Thưởng\n\nMức thưởng Tết của ban giám đốc là 6 tháng lương.\n"
+
+
+def ready(level, text, departments=("HR",), **kw):
+    doc = f.document(level, text=text, departments=departments, status="pending", **kw)
+    assert process_document(doc.pk) == "ready"
+    doc.refresh_from_db()
+    return doc
+
+
+@pytest.fixture
+def corpus():
+    return {"leave": ready(1, LEAVE), "vpn": ready(0, VPN, departments=("IT",)),
+            "salary": ready(3, SALARY, departments=("FIN",))}
+
+
+@pytest.fixture
+def minilm_space(minilm_path, corpus):
+    space = spaces.create_space("minilm", minilm_path)
+    embedding.backfill(space)
+    spaces.activate(space)
+    space.refresh_from_db()
+    return space
+
+
+def test_space_reads_its_shape_from_the_model_and_creates_its_index(minilm_space, wide_model_path):
+    assert (minilm_space.dimension, minilm_space.max_seq_length) == (384, 256)
+    wide = spaces.create_space("wide", wide_model_path)
+    assert wide.dimension == 1024
+    with connection.cursor() as cur:
+        cur.execute("SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'search_chunkembedding'")
+        defs = dict(cur.fetchall())
+    assert f"vector(384)" in defs[minilm_space.index_name] and f"space_id = {minilm_space.pk}" in defs[
+        minilm_space.index_name]
+    assert "vector(1024)" in defs[wide.index_name]
+
+
+def test_two_dimensions_live_in_one_table_and_search_independently(minilm_space, wide_model_path, corpus):
+    wide = spaces.create_space("wide", wide_model_path)
+    embedding.backfill(wide)
+    n = corpus["leave"].chunks.count() + corpus["vpn"].chunks.count() + corpus["salary"].chunks.count()
+    assert ChunkEmbedding.objects.filter(space=minilm_space).count() == n
+    assert ChunkEmbedding.objects.filter(space=wide).count() == n
+    root = f.user("root", is_superuser=True)
+    allowed = allowed_documents_sql(root)
+    for space in (minilm_space, wide):
+        top = vector_candidates(space, "VPN client SSO login", *allowed, limit=3)
+        assert top and top[0][0] in set(corpus["vpn"].chunks.values_list("pk", flat=True))
+
+
+def test_the_vector_query_uses_the_space_index(minilm_space):
+    dim = minilm_space.dimension
+    q = embedding.vector_literal(__import__("numpy").zeros(dim) + 0.01)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute(f"EXPLAIN SELECT chunk_id FROM search_chunkembedding WHERE space_id = {minilm_space.pk} "
+                    f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT 5", [q])
+        plan = "\n".join(r[0] for r in cur.fetchall())
+    assert minilm_space.index_name in plan
+
+
+def test_a_wrong_dimension_insert_fails_loudly(minilm_space, corpus):
+    chunk = corpus["vpn"].chunks.first()
+    with pytest.raises(Exception), transaction.atomic(), connection.cursor() as cur:
+        cur.execute("UPDATE search_chunkembedding SET embedding = %s::vector WHERE space_id = %s AND chunk_id = %s",
+                    ["[" + ",".join(["0.1"] * 10) + "]", minilm_space.pk, chunk.pk])
+
+
+def test_only_one_active_space_is_enforced_by_the_database(minilm_space, minilm_path):
+    other = spaces.create_space("other", minilm_path)
+    with pytest.raises(IntegrityError), transaction.atomic():
+        EmbeddingSpace.objects.filter(pk=other.pk).update(status=SpaceStatus.ACTIVE)
+    spaces.activate(other)  # the service demotes the old one atomically
+    assert list(EmbeddingSpace.objects.filter(status="active")) == [other]
+    minilm_space.refresh_from_db()
+    assert minilm_space.status == SpaceStatus.READY
+
+
+def test_embedding_is_idempotent(minilm_space, corpus):
+    before = ChunkEmbedding.objects.count()
+    assert embedding.backfill(minilm_space) == 0  # nothing missing
+    embedding.embed_chunks(minilm_space, corpus["leave"].chunks.all())  # re-embed: upsert, no duplicates
+    assert ChunkEmbedding.objects.count() == before
+
+
+def test_vector_search_never_returns_hidden_chunks_and_still_fills_k(minilm_space, corpus):
+    employee = f.user("employee")  # sees levels 0 and 1
+    for _ in range(3):
+        ready(1, LEAVE.replace("12 ngày", f"{_ + 13} ngày"))
+    allowed = allowed_documents_sql(employee)
+    hidden = set(corpus["salary"].chunks.values_list("pk", flat=True))
+    found = vector_candidates(minilm_space, "thưởng Tết ban giám đốc lương", *allowed, limit=8)
+    assert found and not (hidden & {c for c, _ in found})
+    assert len(found) == min(8, ChunkEmbedding.objects.filter(space=minilm_space).exclude(chunk__in=hidden).count())
+    anon = vector_candidates(minilm_space, "nghỉ phép", *allowed_documents_sql(AnonymousUser()), limit=20)
+    assert {c for c, _ in anon} <= set(corpus["vpn"].chunks.values_list("pk", flat=True))
+
+
+def test_ab_share_is_sticky_per_user(minilm_space, minilm_path):
+    candidate = spaces.create_space("candidate", minilm_path, status=SpaceStatus.READY)
+    candidate.traffic_share = 0.5
+    candidate.save()
+    users = [f.user(f"u{i}") for i in range(120)]
+    first = {u.pk: spaces.space_for(u).pk for u in users}
+    assert all(spaces.space_for(u).pk == first[u.pk] for u in users)  # sticky
+    share = sum(1 for v in first.values() if v == candidate.pk) / len(users)
+    assert 0.3 < share < 0.7
+    assert spaces.space_for(AnonymousUser(), "sess-1") == spaces.space_for(AnonymousUser(), "sess-1")
+
+
+def test_results_are_grouped_by_document(minilm_space):
+    long_doc = ready(0, "# Sổ tay VPN\n\n" + "\n\n".join(
+        f"## Mục {i}\n\nKết nối VPN bước {i}: mở VPN client, chọn máy chủ VPN số {i}." for i in range(8)),
+        departments=("IT",))
+    result = search(f.user("root", is_superuser=True), "kết nối VPN client", mode="vector")
+    codes = [h.document.code for h in result.hits]
+    assert len(codes) == len(set(codes))
+    hit = next(h for h in result.hits if h.document.pk == long_doc.pk)
+    assert hit.more_chunks and all(c.document_id == long_doc.pk for c in hit.more_chunks)
+    assert result.space == minilm_space
+
+
+def test_snippet_highlights_accented_words_for_an_accentless_query():
+    html = make_snippet("Nhân viên được nghỉ phép năm 12 ngày <b>có lương</b>.", ["nghi", "phep"])
+    assert "<mark>nghỉ</mark> <mark>phép</mark>" in html
+    assert "&lt;b&gt;" in html  # the document's text is escaped
+
+
+def test_fusion_weights():
+    vector = [(1, 0.9), (2, 0.8), (3, 0.1)]
+    keyword = [(3, 12.0), (4, 9.0)]
+    assert [c for c, _ in fusion.fuse(vector, keyword, method="rrf", vector_weight=0, keyword_weight=1)] == [3, 4]
+    assert [c for c, _ in fusion.fuse(vector, keyword, method="rrf", vector_weight=1, keyword_weight=0)] == [1, 2, 3]
+    both = fusion.fuse(vector, keyword, method="rrf", vector_weight=1, keyword_weight=1, rrf_k=60)
+    assert both[0][0] == 3  # found by both sides
+    scored = fusion.fuse(vector, keyword, method="score", vector_weight=1, keyword_weight=2)
+    assert scored[0][0] == 3 and {c for c, _ in scored} == {1, 2, 3, 4}
+
+
+def test_retiring_frees_rows_and_the_index(minilm_space, minilm_path):
+    other = spaces.create_space("other", minilm_path)
+    embedding.backfill(other)
+    spaces.activate(other)
+    freed = spaces.retire(minilm_space)
+    assert freed["rows"] > 0 and freed["vector_bytes"] > 0
+    assert not ChunkEmbedding.objects.filter(space=minilm_space).exists()
+    with connection.cursor() as cur:
+        cur.execute("SELECT to_regclass(%s)", [minilm_space.index_name])
+        assert cur.fetchone()[0] is None
+    with pytest.raises(spaces.SpaceError):
+        spaces.retire(other)  # the active one
+
+
+def test_filters_narrow_results(minilm_space, corpus):
+    root = f.user("root", is_superuser=True)
+    only_it = search(root, "hướng dẫn", mode="vector", filters=SearchFilters(departments=["IT"]))
+    assert {h.document.pk for h in only_it.hits} == {corpus["vpn"].pk}
+    guides = search(root, "hướng dẫn", mode="vector", filters=SearchFilters(document_types=["report"]))
+    assert guides.hits == []
