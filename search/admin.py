@@ -9,11 +9,22 @@ from search.services import spaces
 @admin.register(EmbeddingSpace)
 class EmbeddingSpaceAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "dimension", "max_seq_length", "traffic_share", "vectors", "status_message",
-                    "activated_at")
+                    "source", "warning")
     list_filter = ("status",)
     readonly_fields = ("dimension", "embedded_chunks", "status_message", "created_at", "activated_at", "retired_at",
                        "model_card", "calibration")
     actions = ["activate", "backfill"]
+
+    @admin.display(description=_("source"))
+    def source(self, obj):
+        card = obj.model_card or {}
+        parts = [card.get("source") or card.get("source_package"), card.get("package_version"), card.get("licence")]
+        return " · ".join(str(p) for p in parts if p)
+
+    @admin.display(description=_("warning"))
+    def warning(self, obj):
+        text = (obj.model_card or {}).get("warning")
+        return format_html('<strong style="color:#b42318">{}</strong>', text) if text else ""
 
     @admin.display(description=_("vectors"))
     def vectors(self, obj):
@@ -77,3 +88,4 @@ class FeedbackAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     has_view_permission = lambda self, request, obj=None: request.user.is_superuser  # noqa: E731
+from search.evaluation import admin as _evaluation_admin  # noqa: E402,F401

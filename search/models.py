@@ -172,3 +172,4 @@ class Feedback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+from search.evaluation.models import *  # noqa

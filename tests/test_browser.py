@@ -1,0 +1,97 @@
+"""The portal in a real headless browser (Debian's chromium driven by
+Playwright): log in, search, filter, open a result, vote."""
+import os
+from pathlib import Path
+
+import pytest
+
+from documents.services.processing import process_document
+from search.models import Feedback, SearchLog
+from search.services import embedding, keyword_index, spaces
+from tests import factories as f
+
+CHROMIUM = "/usr/bin/chromium"
+pytestmark = [pytest.mark.browser,
+              pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is installed by bin/test")]
+
+LEAVE = ("# Chính sách nghỉ phép năm\n\n## 1. Số ngày nghỉ\n\nNhân viên chính thức được nghỉ phép năm 12 ngày "
+         "có hưởng lương.\n\n## 2. Thủ tục\n\nĐơn xin nghỉ phép gửi quản lý trực tiếp qua hệ thống HRM.\n")
+LEAVE_REPORT = ("# Báo cáo nghỉ phép quý 3\n\n## Tổng hợp\n\nSố ngày nghỉ phép bình quân là 4,2 ngày mỗi nhân viên.\n")
+VPN = "# Hướng dẫn VPN\n\n## Cài đặt\n\nTải VPN client, đăng nhập bằng SSO.\n"
+
+
+@pytest.fixture
+def browser():
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=[
+            "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def portal_data(transactional_db, minilm_path):
+    docs = []
+    for level, text, doc_type in ((0, LEAVE, "policy"), (1, LEAVE_REPORT, "report"), (0, VPN, "technical_guide")):
+        doc = f.document(level, text=text, status="pending")
+        doc.document_type = doc_type
+        doc.title = text.splitlines()[0].lstrip("# ")
+        doc.save()
+        process_document(doc.pk)
+        docs.append(doc)
+    space = spaces.create_space("browser", minilm_path)
+    embedding.backfill(space)
+    spaces.activate(space)
+    keyword_index.rebuild()
+    f.user("lan", departments=["HR"])
+    return docs
+
+
+def test_login_search_filter_open_and_vote(live_server, browser, portal_data, tmp_path):
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", "lan")
+    page.fill("input[name=password]", "pw-lan")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+    page.goto(f"{live_server.url}/search/")
+    page.fill("input[name=q]", "nghỉ phép")
+    page.press("input[name=q]", "Enter")
+    page.wait_for_selector("article.result")
+    titles = page.locator("article.result h3").all_inner_texts()
+    assert any("Chính sách nghỉ phép năm" in t for t in titles)
+    assert page.locator("article.result mark").count() > 0  # matched terms highlighted
+    page.screenshot(path=str(tmp_path / "search.png"))
+
+    # filter: reports only (the facet checkbox re-runs the search through htmx)
+    page.click("summary")
+    page.check("input[name=type][value=report]")
+    page.wait_for_function("() => document.querySelectorAll('article.result').length === 1")
+    assert "Báo cáo nghỉ phép quý 3" in page.locator("article.result h3").inner_text()
+    assert "type=report" in page.url
+
+    # vote on the result, then open it
+    page.click("article.result .vote-helpful")
+    page.wait_for_selector("article.result .voted")
+    assert Feedback.objects.filter(kind="helpful", user__username="lan").count() == 1
+    page.click("article.result a.result-link")
+    page.wait_for_url("**/documents/**")
+    assert "Báo cáo nghỉ phép quý 3" in page.locator("h1").inner_text()
+    assert Feedback.objects.filter(kind="click").count() == 1
+    assert SearchLog.objects.filter(user__username="lan").count() >= 2
+
+
+def test_accentless_query_offers_did_you_mean(live_server, browser, portal_data):
+    page = browser.new_page()
+    page.goto(f"{live_server.url}/search/?q=nghi+phep&mode=keyword")
+    page.wait_for_selector(".suggestion a")
+    assert "nghỉ phép" in page.locator(".suggestion a").inner_text()
+    titles = page.locator("article.result h3").all_inner_texts()
+    assert any("Chính sách nghỉ phép năm" in t for t in titles)  # found without diacritics
+    assert not any("Báo cáo" in t for t in titles)  # anonymous: the report is internal
+    page.goto(f"{live_server.url}/search/?q=VPN")
+    assert "Hướng dẫn VPN" in page.locator("article.result h3").first.inner_text()
