@@ -78,7 +78,7 @@ def test_portal_upload_for_allowed_users_only():
     again = client.post("/documents/upload/", {
         "file": files.upload_file("x.html", files.html_bytes()), "document_type": "policy",
         "access_level": "1", "language": "vi"}, follow=True)
-    assert "Already have it" in again.content.decode() or "Đã có" in again.content.decode()
+    assert "Đã có tài liệu này" in again.content.decode()  # Vietnamese by default
 
 
 def test_anonymous_upload_goes_to_login():
@@ -90,7 +90,10 @@ def test_interface_is_vietnamese_by_default_and_english_on_request():
     client = Client()
     assert "Đăng nhập" in client.get("/").content.decode()
     client.post("/i18n/setlang/", {"language": "en", "next": "/"})
-    assert 'lang="en"' in client.get("/").content.decode()
+    page = client.get("/").content.decode()
+    assert 'lang="en"' in page and "Log in" in page and "Đăng nhập" not in page
+    search_page = client.get("/search/", {"q": "zzzz không có"}).content.decode()
+    assert "Search" in search_page and "No matching documents" in search_page
 
 
 def test_login_and_logout():

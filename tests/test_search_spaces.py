@@ -178,3 +178,36 @@ def test_filters_narrow_results(minilm_space, corpus):
     assert {h.document.pk for h in only_it.hits} == {corpus["vpn"].pk}
     guides = search(root, "hướng dẫn", mode="vector", filters=SearchFilters(document_types=["report"]))
     assert guides.hits == []
+
+
+def test_tag_filter_includes_child_tags_and_date_and_language_filters(minilm_space):
+    from datetime import date
+
+    from documents.models import Tag
+    from search.services import keyword_index
+
+    parent = Tag.objects.create(slug="cong-nghe", name="Công nghệ")
+    child = Tag.objects.create(slug="bao-mat", name="Bảo mật", parent=parent)
+    grandchild = Tag.objects.create(slug="mat-khau", name="Mật khẩu", parent=child)
+    other = Tag.objects.create(slug="nhan-su", name="Nhân sự")
+    a = ready(0, "# Mật khẩu\n\n## Quy tắc\n\nMật khẩu tối thiểu 12 ký tự, đổi mỗi 90 ngày.\n", departments=("IT",))
+    b = ready(0, "# Mật khẩu nhân sự\n\n## Quy tắc\n\nMật khẩu hệ thống HRM do phòng nhân sự cấp.\n")
+    a.tags.add(grandchild)
+    b.tags.add(other)
+    a.effective_date, a.language = date(2024, 3, 1), "vi"
+    b.effective_date, b.language = date(2025, 6, 1), "mixed"
+    a.save()
+    b.save()
+    keyword_index.rebuild()
+    root = f.user("root", is_superuser=True)
+
+    def found(**filters):
+        hits = search(root, "mật khẩu", "keyword", SearchFilters(**filters)).hits
+        return {h.document.pk for h in hits} & {a.pk, b.pk}  # the fixture corpus has "mật" too
+
+    assert found() == {a.pk, b.pk}
+    assert found(tags=["cong-nghe"]) == {a.pk}  # grandchild tag counts under its ancestor
+    assert found(tags=["nhan-su"]) == {b.pk}
+    assert found(date_from=date(2025, 1, 1)) == {b.pk}
+    assert found(date_to=date(2024, 12, 31)) == {a.pk}
+    assert found(languages=["mixed"]) == {b.pk}
