@@ -448,3 +448,34 @@ def test_long_text_is_truncated_not_windowed(st_model, engine, engine_ids, recor
     print(f"\n[model_import long text] engine tokens={n} cos(converted truncated, engine windowed)={cos_window:.4f}")
     # different by construction: the engine also sees the English second half
     assert cos_window < 0.99
+
+
+def test_converted_folder_fine_tunes_and_reloads(converted, tmp_path):
+    """One MultipleNegativesRankingLoss step on the converted model: gradients
+    flow through the dequantised weights, and the saved folder reloads offline."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+    from sentence_transformers.losses import MultipleNegativesRankingLoss
+
+    conv.guard_broken_torchvision()
+    model = SentenceTransformer(str(converted[0]), device="cpu")
+    model.max_seq_length = 64
+    queries = ["query: nghỉ phép năm bao nhiêu ngày", "query: cách kết nối VPN",
+               "query: thưởng Tết tính thế nào", "query: quy trình mua sắm"]
+    passages = ["passage: Nhân viên được nghỉ phép năm 12 ngày.", "passage: Mở VPN client, đăng nhập SSO.",
+                "passage: Thưởng Tết bằng một tháng lương.", "passage: Đề nghị mua sắm lập trên SAP."]
+    before = model.encode(queries[:1], normalize_embeddings=True)
+    loss_fn = MultipleNegativesRankingLoss(model)
+    optimiser = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    model.train()
+    features = [model.tokenize(queries), model.tokenize(passages)]
+    loss = loss_fn(features, labels=None)
+    loss.backward()
+    optimiser.step()
+    model.eval()
+    assert torch.isfinite(loss)
+    out = tmp_path / "tuned"
+    model.save(str(out))
+    reloaded = SentenceTransformer(str(out), device="cpu", local_files_only=True)
+    after = reloaded.encode(queries[:1], normalize_embeddings=True)
+    assert after.shape == before.shape and float((after * before).sum()) < 0.99999  # the weights moved
