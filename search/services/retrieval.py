@@ -80,7 +80,8 @@ def vector_candidates(space: EmbeddingSpace, query: str, allowed_sql: str, param
         SELECT chunk_id, distance FROM nearest ORDER BY distance"""
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur.execute(f"SET LOCAL hnsw.ef_search = {max(40, int(limit))}")
+        # ef_search 40 (the default) gave recall@10 0.946 at 100k chunks, 100 gave 0.989 (bench/search.py)
+        cur.execute(f"SET LOCAL hnsw.ef_search = {max(100, int(limit))}")
         cur.execute(sql, [qvec, *params, qvec])
         return [(chunk_id, 1.0 - float(distance)) for chunk_id, distance in cur.fetchall()]
 
