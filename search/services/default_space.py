@@ -22,6 +22,25 @@ log = logging.getLogger(__name__)
 E5_NAME = "e5-small"
 MINILM_NAME = "minilm-l6"
 
+# Starting fusion weights until the company calibrates on its own set
+# (manage.py calibrate_hybrid): calibrated on the vicov19qa val split, see
+# docs/benchmarks.md "Retrieval quality on vicov19qa".
+SEED_FUSION = {
+    E5_NAME: {"fusion": "score", "vector_weight": 0.5, "keyword_weight": 0.5, "candidate_depth": 100,
+              "calibration": {"set": "vicov19qa val (public)", "metric": "MRR@10", "best": 0.4204,
+                              "vector_only": 0.3598, "keyword_only": 0.3315}},
+    MINILM_NAME: {"fusion": "score", "vector_weight": 0.2, "keyword_weight": 0.8, "candidate_depth": 200,
+                  "calibration": {"set": "vicov19qa val (public)", "metric": "MRR@10", "best": 0.3415,
+                                  "vector_only": 0.0801, "keyword_only": 0.3315}},
+}
+
+
+def _seed_fusion(space: EmbeddingSpace) -> None:
+    if not space.calibration and space.name in SEED_FUSION:
+        for field, value in SEED_FUSION[space.name].items():
+            setattr(space, field, value)
+        space.save(update_fields=list(SEED_FUSION[space.name]))
+
 
 def e5_folder() -> Path:
     return Path(settings.VAR_DIR) / "models" / "multilingual-e5-small"
@@ -59,6 +78,7 @@ def ensure_default_space(progress: Callable[[int, int], None] | None = None,
                                         "all-MiniLM-L6-v2 is English-only; Vietnamese search quality is poor.")
     if space is None:
         space = _minilm()
+    _seed_fusion(space)
     embedding.backfill(space, progress)
     return spaces.activate(space)
 
