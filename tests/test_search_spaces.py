@@ -72,7 +72,9 @@ def test_the_vector_query_uses_the_space_index(minilm_space):
     dim = minilm_space.dimension
     q = embedding.vector_literal(__import__("numpy").zeros(dim) + 0.01)
     with transaction.atomic(), connection.cursor() as cur:
+        # a tiny table: make the planner prefer any index-ordered plan, then check it is this space's HNSW
         cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute("SET LOCAL enable_sort = off")
         cur.execute(f"EXPLAIN SELECT chunk_id FROM search_chunkembedding WHERE space_id = {minilm_space.pk} "
                     f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT 5", [q])
         plan = "\n".join(r[0] for r in cur.fetchall())
