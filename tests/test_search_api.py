@@ -145,3 +145,16 @@ def _multipart(fields):
 
     data = {k: SimpleUploadedFile(v[0], v[1]) if isinstance(v, tuple) else v for k, v in fields.items()}
     return encode_multipart(BOUNDARY, data), MULTIPART_CONTENT
+
+
+def test_search_api_is_throttled(monkeypatch):
+    from django.core.cache import cache
+    from rest_framework.throttling import ScopedRateThrottle
+
+    cache.clear()
+    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {**ScopedRateThrottle.THROTTLE_RATES,
+                                                              "search": "3/min"})
+    client = Client()
+    codes = [post_search(client, query="VPN", mode="keyword").status_code for _ in range(4)]
+    assert codes == [200, 200, 200, 429]
+    cache.clear()
