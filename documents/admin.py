@@ -98,7 +98,10 @@ class DocumentAdmin(GuardedModelAdmin):
 
     def get_queryset(self, request):
         # Staff who are not superusers administer only what they may see.
-        return visible_documents(request.user, super().get_queryset(request)).defer("content")
+        from django.db.models import Count
+
+        return (visible_documents(request.user, super().get_queryset(request)).defer("content")
+                .annotate(chunk_total=Count("chunks", distinct=True)))
 
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
@@ -146,9 +149,9 @@ class DocumentAdmin(GuardedModelAdmin):
         return format_html('<span hx-get="{}" hx-trigger="load" hx-swap="outerHTML">{}</span>',
                            reverse("document-status", args=[obj.pk]), obj.get_status_display())
 
-    @admin.display(description=_("chunks"))
+    @admin.display(description=_("chunks"), ordering="chunk_total")
     def chunk_count(self, obj):
-        return obj.chunks.count()
+        return obj.chunk_total
 
     @admin.action(description=_("Re-ingest (extract and chunk again)"), permissions=["change"])
     def reingest(self, request, queryset):

@@ -28,7 +28,7 @@ class DocumentSerializer(serializers.ModelSerializer):
     departments = serializers.SlugRelatedField(many=True, read_only=True, slug_field="code")
     tags = serializers.SlugRelatedField(many=True, read_only=True, slug_field="slug")
     owner = serializers.SlugRelatedField(read_only=True, slug_field="username")
-    chunk_count = serializers.IntegerField(read_only=True, source="chunks.count")
+    chunk_count = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,6 +37,10 @@ class DocumentSerializer(serializers.ModelSerializer):
                   "version", "effective_date", "status", "progress", "status_message", "error",
                   "original_filename", "file_size", "checksum", "owner", "chunk_count", "download_url",
                   "created_at", "updated_at", "processed_at"]
+
+    def get_chunk_count(self, obj) -> int:
+        # annotated by the viewset's queryset (one query for a whole page); counted otherwise
+        return obj.chunk_total if hasattr(obj, "chunk_total") else obj.chunks.count()
 
     def get_download_url(self, obj) -> str:
         request = self.context.get("request")
@@ -101,7 +105,10 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
-        qs = visible_documents(self.request.user).defer("content").prefetch_related("departments", "tags")
+        from django.db.models import Count
+
+        qs = (visible_documents(self.request.user).defer("content").prefetch_related("departments", "tags")
+              .annotate(chunk_total=Count("chunks", distinct=True)))
         params = self.request.query_params
         for param, lookup in (("document_type", "document_type"), ("department", "departments__code"),
                               ("tag", "tags__slug"), ("status", "status"), ("access_level", "access_level")):
