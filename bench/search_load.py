@@ -272,7 +272,7 @@ def users():
 
 def scenarios(n: int, access: np.ndarray, department: np.ndarray) -> dict:
     """name → (user, filters, allowed (sql, params), per-chunk mask)."""
-    from search.services.filters import SearchFilters, allowed_documents_sql
+    from search.services.filters import SearchFilters, allowed_documents_sql, search_scope
 
     admin, member = users()
     doc_of_chunk = np.arange(n) // data.CHUNKS_PER_DOCUMENT
@@ -291,6 +291,7 @@ def scenarios(n: int, access: np.ndarray, department: np.ndarray) -> dict:
         if docs_sql != docs_mask:
             raise SystemExit(f"scenario {name}: SQL allows {docs_sql} documents, the numpy mask {docs_mask}")
         result[name] = {"user": user, "filters": filters, "allowed": allowed, "mask": mask,
+                        "scope": search_scope(user, filters),
                         "share": float(mask.mean())}
         log(f"scenario {name}: {mask.sum()} of {n} chunks visible ({mask.mean():.1%})")
     return result

@@ -13,6 +13,9 @@ import numpy as np
 from search_load import log
 
 
+EF_SWEEP = (40, 100, 200, 400)  # hnsw.ef_search values of the recall diagnostic
+
+
 def pct(values: list[float]) -> dict:
     if not values:
         return {}
@@ -59,8 +62,9 @@ def exact_top(vectors: np.ndarray, mask: np.ndarray, qvecs: np.ndarray, k: int =
     return out
 
 
-def explain_vector(space, query: str, allowed, limit: int = 10) -> str:
-    """EXPLAIN ANALYZE of the exact SQL vector_candidates sends."""
+def explain_vector(space, query: str, scope, limit: int = 10) -> str:
+    """EXPLAIN ANALYZE of the (first) SQL vector_candidates sends."""
+    from django.conf import settings
     from django.db import connection, transaction
 
     from search.services import retrieval
@@ -72,11 +76,11 @@ def explain_vector(space, query: str, allowed, limit: int = 10) -> str:
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(wrapper):
-        retrieval.vector_candidates(space, query, allowed[0], allowed[1], limit)
+        retrieval.vector_candidates(space, query, scope, limit)
     sql, params = next((s, p) for s, p in captured if "search_chunkembedding" in s)
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur.execute(f"SET LOCAL hnsw.ef_search = {max(40, limit)}")
+        cur.execute(f"SET LOCAL hnsw.ef_search = {max(settings.SEARCH_EF_SEARCH, limit)}")
         cur.execute("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, params)
         return _short_plan(cur.fetchall())
 
@@ -173,6 +177,9 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
                      hybrid_depth: int) -> tuple[dict, dict, dict, dict, dict]:
     """Encoding, then vector / keyword / hybrid per scenario with the query vectors
     precomputed: (latency, recall, short result lists, explains, question → vector)."""
+    from django.conf import settings
+    from django.test import override_settings
+
     from search.services import encoders, keyword_index, retrieval
 
     encoders.use_query_threads(1)
@@ -190,8 +197,8 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
     encoders.encode_query = CachedEncoder(original_encode, qvec)
     try:
         for name, sc in scen.items():
-            allowed = sc["allowed"]
-            vec = lambda q, a=allowed: retrieval.vector_candidates(space, q, a[0], a[1], 10)  # noqa: E731
+            allowed, scope = sc["allowed"], sc["scope"]
+            vec = lambda q, a=scope: retrieval.vector_candidates(space, q, a, 10)  # noqa: E731
             time_each(vec, questions)  # warm
             times, results = time_each(vec, questions)
             latency[f"vector/{name}"] = pct(times)
@@ -201,14 +208,18 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
             recall[name] = {"recall@10": round(float(np.mean(hits)), 4),
                             "min": round(float(np.min(hits)), 2),
                             "queries_below_0.8": int(sum(h < 0.8 for h in hits)), "leaked_rows": leaks}
-            # diagnostic: the same query with limit 100, i.e. hnsw.ef_search 100 (vector_candidates sets
-            # ef_search = max(40, limit)), top 10 kept — what a larger ef_search would buy
-            deep = [retrieval.vector_candidates(space, q, allowed[0], allowed[1], 100)[:10] for q in questions]
-            recall[name]["recall@10_ef_search_100"] = round(float(np.mean(
-                [len({c for c, _ in r} & e) / 10 for r, e in zip(deep, exact)])), 4)
+            recall[name]["ef_search"] = settings.SEARCH_EF_SEARCH
+            # diagnostic: what another hnsw.ef_search (PORTAL_SEARCH_EF_SEARCH) would buy, and cost
+            for ef in EF_SWEEP:
+                with override_settings(SEARCH_EF_SEARCH=ef):
+                    times_ef, deep = time_each(vec, questions)
+                recall[name][f"ef_search_{ef}"] = {
+                    "recall@10": round(float(np.mean([len({c for c, _ in r} & e) / 10
+                                                      for r, e in zip(deep, exact)])), 4),
+                    "p50_ms": pct(times_ef)["p50"], "p95_ms": pct(times_ef)["p95"]}
             short[name] = sum(1 for r in results if len(r) < 10)
             log(f"vector/{name}: {latency[f'vector/{name}']}  recall {recall[name]}  short lists {short[name]}")
-            explains[f"vector/{name}"] = explain_vector(space, questions[0], allowed)
+            explains[f"vector/{name}"] = explain_vector(space, questions[0], scope)
             if name == "member":
                 continue  # the remaining modes: the two headline scenarios only
             if keyword_on:
@@ -218,7 +229,7 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
                 latency[f"keyword/{name}"] = pct(times)
                 log(f"keyword/{name}: {latency[f'keyword/{name}']}")
                 explains[f"keyword/{name}"] = explain_keyword(questions[0], allowed)
-            hyb = lambda q, a=allowed: retrieval.ranked_chunks(q, "hybrid", a, space, hybrid_depth)  # noqa: E731
+            hyb = lambda q, a=scope: retrieval.ranked_chunks(q, "hybrid", a, space, hybrid_depth)  # noqa: E731
             time_each(hyb, questions)
             times, _ = time_each(hyb, questions)
             latency[f"hybrid/{name}"] = pct(times)
@@ -270,9 +281,9 @@ def throughput_rows(space, scen: dict, questions: list[str], qvec: dict, clients
     encoders.encode_query = CachedEncoder(original_encode, qvec)
     try:
         for name in ("all", "dept"):
-            a = scen[name]["allowed"]
+            a = scen[name]["scope"]
             qps[f"vector/{name}"] = throughput(
-                lambda q, a=a: retrieval.vector_candidates(space, q, a[0], a[1], 10), questions, clients,
+                lambda q, a=a: retrieval.vector_candidates(space, q, a, 10), questions, clients,
                 seconds)
             log(f"qps vector/{name}: {qps[f'vector/{name}']}")
             qps[f"hybrid/{name}"] = throughput(

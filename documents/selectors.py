@@ -86,6 +86,45 @@ def visible_document_ids_sql(user) -> tuple[str, list]:
     return sql, list(params)
 
 
+def access_key_condition(user, alias: str) -> tuple[str, list] | None:
+    """The same rule as `access_condition`, as SQL over the access key copied
+    onto each vector row (`doc_access_level`, `doc_owner_id`, `doc_department_ids`
+    of search_chunkembedding, kept in sync by the triggers of migration
+    search/0004), so an HNSW scan can test it on the row it reads. None: no
+    restriction (superuser). tests/test_access_key.py checks that it selects
+    exactly the documents `visible_documents` selects, for every principal.
+    Callers still filter their final rows through `visible_document_ids_sql`."""
+    a = alias
+    if not _is_signed_in(user):
+        return f"{a}.doc_access_level = {int(AccessLevel.PUBLIC)}", []
+    if user.is_superuser:
+        return None
+    levels = [int(AccessLevel.PUBLIC)]
+    if user.clearance >= 1:
+        levels.append(int(AccessLevel.INTERNAL))
+    if user.clearance >= 3:
+        levels.append(int(AccessLevel.RESTRICTED))
+    parts = [f"{a}.doc_access_level IN ({', '.join(map(str, levels))})", f"{a}.doc_owner_id = %s"]
+    params: list = [user.pk]
+    if user.clearance == 2:
+        parts.append(f"({a}.doc_access_level = {int(AccessLevel.RESTRICTED)} AND {a}.doc_department_ids && %s::bigint[])")
+        params.append(list(user.departments.values_list("pk", flat=True)))
+    granted = granted_document_ids(user)
+    if granted:
+        parts.append(f"{a}.document_id = ANY(%s::bigint[])")
+        params.append(granted)
+    return "(" + " OR ".join(parts) + ")", params
+
+
+def granted_document_ids(user) -> list[int]:
+    """Documents with an explicit view grant to the user or one of their groups."""
+    direct = DocumentUserObjectPermission.objects.filter(
+        user_id=user.pk, permission__codename=VIEW_PERMISSION).values_list("content_object_id", flat=True)
+    via_group = DocumentGroupObjectPermission.objects.filter(
+        group__user=user.pk, permission__codename=VIEW_PERMISSION).values_list("content_object_id", flat=True)
+    return sorted(set(direct) | set(via_group))
+
+
 def can_manage(user, document: Document) -> bool:
     """Change/delete: superusers, users with the global permission who can see
     the document, and the owner."""

@@ -3,12 +3,13 @@ and the search log with feedback."""
 from __future__ import annotations
 
 from django.conf import settings
+from django.contrib.postgres.fields import ArrayField
 from django.db import models
 from django.db.models import Q
 from django.utils.translation import gettext_lazy as _
 from pgvector.django import VectorField
 
-from documents.models import Chunk, Document
+from documents.models import AccessLevel, Chunk, Document
 
 
 class SpaceStatus(models.TextChoices):
@@ -83,6 +84,13 @@ class ChunkEmbedding(models.Model):
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+",
                                  help_text="denormalised from the chunk: the access filter joins it directly")
     embedding = VectorField()
+    # The document's access key, copied onto every vector row so the HNSW scan can
+    # apply the access rule without a join per row (documents.selectors.access_key_condition).
+    # Written ONLY by the database triggers of migration search/0004, in the same
+    # transaction as any change to the document's level, owner or departments.
+    doc_access_level = models.PositiveSmallIntegerField(default=AccessLevel.CONFIDENTIAL, editable=False)
+    doc_owner_id = models.BigIntegerField(null=True, editable=False)
+    doc_department_ids = ArrayField(models.BigIntegerField(), default=list, editable=False)
 
     class Meta:
         constraints = [models.UniqueConstraint(fields=["space", "chunk"], name="one_vector_per_chunk_and_space")]

@@ -7,7 +7,7 @@ from django.db import IntegrityError, connection, transaction
 from documents.services.processing import process_document
 from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
 from search.services import embedding, fusion, spaces
-from search.services.filters import SearchFilters, allowed_documents_sql
+from search.services.filters import SearchFilters, search_scope
 from search.services.retrieval import search, vector_candidates
 from search.services.snippets import make_snippet
 from tests import factories as f
@@ -62,9 +62,9 @@ def test_two_dimensions_live_in_one_table_and_search_independently(minilm_space,
     assert ChunkEmbedding.objects.filter(space=minilm_space).count() == n
     assert ChunkEmbedding.objects.filter(space=wide).count() == n
     root = f.user("root", is_superuser=True)
-    allowed = allowed_documents_sql(root)
+    allowed = search_scope(root)
     for space in (minilm_space, wide):
-        top = vector_candidates(space, "VPN client SSO login", *allowed, limit=3)
+        top = vector_candidates(space, "VPN client SSO login", allowed, limit=3)
         assert top and top[0][0] in set(corpus["vpn"].chunks.values_list("pk", flat=True))
 
 
@@ -109,12 +109,12 @@ def test_vector_search_never_returns_hidden_chunks_and_still_fills_k(minilm_spac
     employee = f.user("employee")  # sees levels 0 and 1
     for _ in range(3):
         ready(1, LEAVE.replace("12 ngày", f"{_ + 13} ngày"))
-    allowed = allowed_documents_sql(employee)
+    allowed = search_scope(employee)
     hidden = set(corpus["salary"].chunks.values_list("pk", flat=True))
-    found = vector_candidates(minilm_space, "thưởng Tết ban giám đốc lương", *allowed, limit=8)
+    found = vector_candidates(minilm_space, "thưởng Tết ban giám đốc lương", allowed, limit=8)
     assert found and not (hidden & {c for c, _ in found})
     assert len(found) == min(8, ChunkEmbedding.objects.filter(space=minilm_space).exclude(chunk__in=hidden).count())
-    anon = vector_candidates(minilm_space, "nghỉ phép", *allowed_documents_sql(AnonymousUser()), limit=20)
+    anon = vector_candidates(minilm_space, "nghỉ phép", search_scope(AnonymousUser()), limit=20)
     assert {c for c, _ in anon} <= set(corpus["vpn"].chunks.values_list("pk", flat=True))
 
 

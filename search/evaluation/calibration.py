@@ -19,7 +19,7 @@ from search.evaluation import metrics as m
 from search.evaluation.runner import ChunkInfo, evaluator, ranking_for, relevance
 from search.models import EmbeddingSpace
 from search.services import fusion, keyword_index
-from search.services.filters import allowed_documents_sql
+from search.services.filters import search_scope
 
 VECTOR_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RRF_KS = (10, 30, 60, 100)
@@ -37,14 +37,14 @@ def collect(evaluation_set, space: EmbeddingSpace, *, user=None, depth: int = 20
     """[(item, vector list, keyword list, vector seconds, keyword seconds)] for the usable items."""
     from search.services.retrieval import vector_candidates
 
-    allowed_sql, params = allowed_documents_sql(evaluator(user))
+    scope = search_scope(evaluator(user))
     items = [i for i in evaluation_set.items.order_by("pk") if i.relevant_chunks or i.relevant_documents]
     out = []
     for n, item in enumerate(items, start=1):
         t0 = time.perf_counter()
-        vector = vector_candidates(space, item.query, allowed_sql, params, depth)
+        vector = vector_candidates(space, item.query, scope, depth)
         t1 = time.perf_counter()
-        keyword = keyword_index.keyword_search(item.query, allowed_sql, params, limit=depth)
+        keyword = keyword_index.keyword_search(item.query, scope.allowed_sql, scope.params, limit=depth)
         out.append((item, vector, keyword, t1 - t0, time.perf_counter() - t1))
         if progress:
             progress(n, len(items))

@@ -24,7 +24,7 @@ from search.evaluation import metrics as m
 from search.evaluation.models import EvaluationItem, EvaluationQueryResult, EvaluationRun, RunStatus
 from search.models import EmbeddingSpace, SearchMode
 from search.services import encoders
-from search.services.filters import allowed_documents_sql
+from search.services.filters import search_scope
 
 log = logging.getLogger(__name__)
 
@@ -144,18 +144,18 @@ def execute(run: EvaluationRun, *, progress: Progress | None = None, performance
             raise ValueError(f"mode {run.mode} needs a space")
         items = list(run.evaluation_set.items.order_by("pk"))
         usable = [i for i in items if i.relevant_chunks or i.relevant_documents]
-        allowed = allowed_documents_sql(evaluator(run.as_user))
+        scope = search_scope(evaluator(run.as_user))
         perf = dict(performance or {})
         if measure and space is not None and run.mode in VECTOR_MODES and "model_load_s" not in perf:
             _progress(run, 0, 1, "measuring the model")
             perf = {**measure_model(space, sample_passages()), **perf}
         if usable:  # warm-up: first-query costs (model on first use, plan caches) are not latency
-            ranked_chunks(usable[0].query, run.mode, allowed, space, run.depth)
+            ranked_chunks(usable[0].query, run.mode, scope, space, run.depth)
         info = ChunkInfo()
         results, per_query, latencies, notices = [], [], [], set()
         for n, item in enumerate(usable, start=1):
             started = time.perf_counter()
-            ranked, notice = ranked_chunks(item.query, run.mode, allowed, space, run.depth)
+            ranked, notice = ranked_chunks(item.query, run.mode, scope, space, run.depth)
             latency = (time.perf_counter() - started) * 1000
             notices.add(notice)
             ranked = ranked[:run.depth]

@@ -7,8 +7,8 @@ from datetime import date
 
 from django.db.models import QuerySet
 
-from documents.models import DocumentStatus, Tag
-from documents.selectors import visible_documents
+from documents.models import Department, Document, DocumentStatus, Tag
+from documents.selectors import access_key_condition, visible_documents
 
 
 @dataclass
@@ -27,10 +27,15 @@ class SearchFilters:
 def allowed_documents(user, filters: SearchFilters | None = None) -> QuerySet:
     qs = visible_documents(user).filter(status=DocumentStatus.READY)
     f = filters or SearchFilters()
-    if f.document_types:
-        qs = qs.filter(document_type__in=f.document_types)
     if f.departments:
         qs = qs.filter(departments__code__in=f.departments)
+    return _facet_filters(qs, f)
+
+
+def _facet_filters(qs: QuerySet, f: SearchFilters) -> QuerySet:
+    """The facets other than department (those the vector row's key cannot test)."""
+    if f.document_types:
+        qs = qs.filter(document_type__in=f.document_types)
     if f.tags:
         tag_ids: set[int] = set()
         for tag in Tag.objects.filter(slug__in=f.tags):
@@ -50,3 +55,40 @@ def allowed_documents_sql(user, filters: SearchFilters | None = None) -> tuple[s
     # No DISTINCT: it is an IN (…) list, and DISTINCT made the planner aggregate every document first.
     sql, params = allowed_documents(user, filters).order_by().values("id").query.sql_with_params()
     return sql, list(params)
+
+
+@dataclass(frozen=True)
+class SearchScope:
+    """What one search may return, in the two forms its SQL needs.
+
+    - `allowed_sql`/`params`: `SELECT id FROM documents_document WHERE <access
+      rule> AND ready AND <facets>` — the authority; every mode filters its
+      final rows with it.
+    - `prefilter_sql`/`prefilter_params`: a condition over a vector row aliased
+      `ce` (its access key, the department facet, the other facets as a
+      document subquery), cheap to test inside an HNSW scan. It selects the
+      same rows as `allowed_sql` for any committed state (the key is kept by
+      triggers); being checked again by `allowed_sql` it can never widen."""
+    allowed_sql: str
+    params: list
+    prefilter_sql: str
+    prefilter_params: list
+
+
+def search_scope(user, filters: SearchFilters | None = None) -> SearchScope:
+    f = filters or SearchFilters()
+    allowed_sql, params = allowed_documents_sql(user, f)
+    parts, pre_params = [], []
+    access = access_key_condition(user, "ce")
+    if access is not None:
+        parts.append(access[0])
+        pre_params += access[1]
+    if f.departments:
+        parts.append("ce.doc_department_ids && %s::bigint[]")
+        pre_params.append(list(Department.objects.filter(code__in=f.departments).values_list("pk", flat=True)))
+    facets = _facet_filters(Document.objects.all(), f)
+    if facets.query.where:
+        sql, facet_params = facets.order_by().values("id").query.sql_with_params()
+        parts.append(f"ce.document_id IN ({sql})")
+        pre_params += list(facet_params)
+    return SearchScope(allowed_sql, params, " AND ".join(parts) or "TRUE", pre_params)
