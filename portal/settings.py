@@ -113,9 +113,12 @@ RERANK_MODEL = env.env_str("PORTAL_RERANK_MODEL", None,
                            "Folder of a sentence-transformers cross-encoder for the rerank mode. Unset: rerank is off.")
 RERANK_DEPTH = env.env_int("PORTAL_RERANK_DEPTH", 30, "Candidates the cross-encoder re-scores.", minimum=1)
 SEARCH_EF_SEARCH = env.env_int(
-    "PORTAL_SEARCH_EF_SEARCH", 100,
+    "PORTAL_SEARCH_EF_SEARCH", 600,
     "hnsw.ef_search for vector search (at least the number of candidates asked for): higher finds more of "
     "the exact nearest neighbours, slower (docs/benchmarks.md).", minimum=10)
+WARM_UP_MODELS = env.env_bool(
+    "PORTAL_WARM_UP_MODELS", True,
+    "Load the serving spaces' models when a web process starts, so its first search does not wait for it.")
 QUERY_TORCH_THREADS = env.env_int(
     "PORTAL_QUERY_TORCH_THREADS", 1,
     "torch threads for query encoding in web processes (1 is fastest on a busy small machine).", minimum=1)

@@ -11,3 +11,19 @@ from django.conf import settings  # noqa: E402
 from search.services.encoders import use_query_threads  # noqa: E402
 
 use_query_threads(settings.QUERY_TORCH_THREADS)
+
+if settings.WARM_UP_MODELS:
+    import threading
+
+    def _warm_up() -> None:
+        try:
+            from search.services.encoders import warm_up
+            from search.services.spaces import serving_spaces
+
+            warm_up(list(serving_spaces()))
+        except Exception:  # a fresh database, a missing model: the first search reports it
+            import logging
+
+            logging.getLogger("search").warning("model warm-up failed", exc_info=True)
+
+    threading.Thread(target=_warm_up, name="model-warm-up", daemon=True).start()

@@ -11,6 +11,17 @@ def _media_in_tmp(settings, tmp_path):
     settings.MEDIA_ROOT = tmp_path / "media"
 
 
+@pytest.fixture(autouse=True)
+def _release_search_thread():
+    """Hybrid search's helper thread keeps a connection: close it after each test
+    that used it, or the test database cannot be flushed or dropped."""
+    yield
+    from search.services import retrieval
+
+    if retrieval._search_threads:
+        retrieval.release_search_thread()
+
+
 import os
 import signal
 import subprocess

@@ -153,6 +153,22 @@ def test_two_phase_scoring_agrees_with_exact_on_a_small_corpus():
     assert {c for c, _ in two} <= {c for c, _ in exact} | {chunk_of(d) for d in docs}
 
 
+def test_a_long_query_ranks_as_exact_scoring_does():
+    """Only the rarest MAX_RARE_TOKENS tokens pick candidates; every other token
+    is still scored for them, so the best chunk and its score stay exact."""
+    words = ("tiêm vaccine phòng bệnh dại uốn ván sởi quai bị rubella thủy đậu cúm mùa viêm gan "
+             "viêm não nhật bản bạch hầu ho gà bại liệt").split()
+    assert len(set(words)) > ki.MAX_RARE_TOKENS + 5
+    for i in range(6):
+        make_doc(" ".join(words[i::3]) + f" hướng dẫn số {i}")
+    target = make_doc(" ".join(words) + " lịch tiêm chủng đầy đủ cho trẻ em")
+    query = " ".join(words) + " lịch tiêm chủng cho trẻ"
+    exact = search(query, exact=True, limit=5)
+    two = search(query, exact=False, limit=5)
+    assert exact[0][0] == two[0][0] == chunk_of(target)
+    assert two[0][1] == pytest.approx(exact[0][1])
+
+
 # --- index bookkeeping ----------------------------------------------------------
 
 def test_reindexing_is_idempotent():

@@ -213,3 +213,39 @@ def test_tag_filter_includes_child_tags_and_date_and_language_filters(minilm_spa
     assert found(date_from=date(2025, 1, 1)) == {b.pk}
     assert found(date_to=date(2024, 12, 31)) == {a.pk}
     assert found(languages=["mixed"]) == {b.pk}
+
+
+@pytest.mark.django_db(transaction=True)
+def test_hybrid_runs_its_vector_side_on_the_search_thread_with_the_same_results(minilm_path):
+    """Outside a transaction the vector side (encoding + HNSW query) runs on the
+    search thread with its own connection; the results equal the serial path's."""
+    from search.services import retrieval
+
+    docs = {"leave": ready(1, LEAVE), "vpn": ready(0, VPN, departments=("IT",)),
+            "salary": ready(3, SALARY, departments=("FIN",))}
+    space = spaces.create_space("minilm-threads", minilm_path)
+    embedding.backfill(space)
+    spaces.activate(space)
+    space.refresh_from_db()
+    employee = f.user("employee", departments=["HR"])
+    scope = search_scope(employee)
+    threads = []
+    original = retrieval.vector_candidates
+
+    def spy(*args, **kwargs):
+        import threading
+        threads.append(threading.current_thread().name)
+        return original(*args, **kwargs)
+
+    retrieval.vector_candidates = spy
+    try:
+        parallel, _ = retrieval.ranked_chunks("nghỉ phép năm", "hybrid", scope, space, 20)
+        with transaction.atomic():
+            serial, _ = retrieval.ranked_chunks("nghỉ phép năm", "hybrid", scope, space, 20)
+    finally:
+        retrieval.vector_candidates = original
+    assert threads[0].startswith("vector-search") and not threads[1].startswith("vector-search")
+    assert [c for c, _ in parallel] == [c for c, _ in serial]
+    assert parallel and all(s == pytest.approx(t) for (_, s), (_, t) in zip(parallel, serial))
+    salary_chunks = set(docs["salary"].chunks.values_list("pk", flat=True))
+    assert not salary_chunks & {c for c, _ in parallel}

@@ -54,7 +54,21 @@ def encode_passages(space, texts: list[str], batch_size: int = 32) -> np.ndarray
 
 
 def encode_query(space, text: str) -> np.ndarray:
-    return _encode(space.model_path, [text], space.query_prefix, space.normalize, 1)[0]
+    return _encoded_query(space.model_path, space.query_prefix, space.normalize, text).copy()
+
+
+@lru_cache(maxsize=512)
+def _encoded_query(model_path: str, prefix: str, normalize: bool, text: str) -> np.ndarray:
+    """Recent queries' vectors: the next page of a search, a refined filter or
+    the A/B twin of a query do not encode again."""
+    return _encode(model_path, [text], prefix, normalize, 1)[0]
+
+
+def warm_up(spaces) -> None:
+    """Load the models of `spaces` and encode once, so a new web process's first
+    search does not pay the model load (1–2 s, far more under load)."""
+    for space in spaces:
+        _encode(space.model_path, ["warm-up"], space.query_prefix, space.normalize, 1)
 
 
 def use_query_threads(n: int) -> None:

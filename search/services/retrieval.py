@@ -15,11 +15,14 @@ same document attached) so one document cannot flood a page.
 """
 from __future__ import annotations
 
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import close_old_connections, connection, connections, transaction
 
 from documents.models import Chunk, Document
 from search.models import EmbeddingSpace, SearchMode
@@ -30,6 +33,31 @@ from search.services.snippets import make_snippet
 from search.services.spaces import space_for
 
 PAGE_SIZE = 10
+_search_threads: dict[int, ThreadPoolExecutor] = {}
+
+
+def _search_thread() -> ThreadPoolExecutor:
+    """One helper thread per process for the vector side of hybrid search (a pool
+    inherited through fork has no thread, hence per pid). It keeps its own
+    database connection, reused like the request thread's (CONN_MAX_AGE)."""
+    pid = os.getpid()
+    if pid not in _search_threads:
+        _search_threads.clear()
+        _search_threads[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-search")
+    return _search_threads[pid]
+
+
+def release_search_thread() -> None:
+    """Close the helper thread's database connection and stop it (tests, shutdown)."""
+    pool = _search_threads.pop(os.getpid(), None)
+    if pool:
+        pool.submit(connections.close_all).result()
+        pool.shutdown()
+
+
+def _vector_on_own_connection(space, query, scope, limit):
+    close_old_connections()  # drop this thread's connection if it broke or outlived CONN_MAX_AGE
+    return vector_candidates(space, query, scope, limit)
 MORE_PER_DOCUMENT = 2
 
 
@@ -66,8 +94,8 @@ _PREFER_INDEX_SCAN = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapsca
 _PLANNER_DEFAULTS = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; SET LOCAL enable_sort = on"
 
 
-def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope,
-                      limit: int) -> list[tuple[int, float]]:
+def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, limit: int,
+                      query_vector: np.ndarray | None = None) -> list[tuple[int, float]]:
     """(chunk_id, similarity) by cosine distance over the space's HNSW index.
 
     The scan tests the scope's prefilter on each vector row it reads (the access
@@ -76,7 +104,7 @@ def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope,
     access function's SQL. When the scan comes back short (a filter so selective
     that hnsw.max_scan_tuples ran out, or fewer visible rows than `limit`), the
     allowed rows are searched exactly instead."""
-    qvec = vector_literal(encoders.encode_query(space, query))
+    qvec = vector_literal(encoders.encode_query(space, query) if query_vector is None else query_vector)
     dim, space_id = int(space.dimension), int(space.pk)
     distance = f"ce.embedding::vector({dim}) <=> %s::vector({dim})"
     # Literals, not parameters, for the space id and dimension: the partial index
@@ -136,9 +164,22 @@ def ranked_chunks(query: str, mode: str, scope: SearchScope, space: EmbeddingSpa
     if mode == SearchMode.VECTOR:
         return vector_candidates(space, query, scope, depth), notice
     per_mode = max(depth, space.candidate_depth)
-    vector = vector_candidates(space, query, scope, per_mode) if space.vector_weight > 0 else []
+    # The vector side (encoding: CPU; then its HNSW query) runs on the search
+    # thread while this thread waits for PostgreSQL's BM25: they overlap instead
+    # of adding up. Inside a transaction (tests, callers' atomic blocks) another
+    # connection could not see its rows, so only the encoding moves.
+    vector_job = encoding = None
+    if space.vector_weight > 0:
+        if connection.in_atomic_block:
+            encoding = _search_thread().submit(encoders.encode_query, space, query)
+        else:
+            vector_job = _search_thread().submit(_vector_on_own_connection, space, query, scope, per_mode)
     keyword = (keyword_index.keyword_search(query, allowed_sql, params, limit=per_mode)
                if space.keyword_weight > 0 else [])
+    if vector_job:
+        vector = vector_job.result()
+    else:
+        vector = vector_candidates(space, query, scope, per_mode, encoding.result()) if encoding else []
     fused = fusion.fuse(vector, keyword, method=space.fusion, vector_weight=space.vector_weight,
                         keyword_weight=space.keyword_weight, rrf_k=space.rrf_k)
     if mode == SearchMode.RERANK:
@@ -196,15 +237,29 @@ def _materialise(groups, query: str, offset: int) -> list[Hit]:
     return hits
 
 
-def _facets(document_ids: list[int]) -> dict:
-    """Counts over the result documents only — all of which the user may see."""
-    from django.db.models import Count
+_FACETS_SQL = """
+    SELECT 'document_type', d.document_type, count(*) FROM documents_document d
+     WHERE d.id = ANY(%(ids)s) GROUP BY 2
+    UNION ALL
+    SELECT 'language', d.language, count(*) FROM documents_document d
+     WHERE d.id = ANY(%(ids)s) GROUP BY 2
+    UNION ALL
+    SELECT 'department', dep.code, count(DISTINCT dd.document_id) FROM documents_document_departments dd
+      JOIN documents_department dep ON dep.id = dd.department_id
+     WHERE dd.document_id = ANY(%(ids)s) GROUP BY 2
+    UNION ALL
+    SELECT 'tag', t.slug, count(DISTINCT dt.document_id) FROM documents_document_tags dt
+      JOIN documents_tag t ON t.id = dt.tag_id
+     WHERE dt.document_id = ANY(%(ids)s) GROUP BY 2"""
 
-    docs = Document.objects.filter(pk__in=document_ids)
-    return {
-        "document_type": dict(docs.values_list("document_type").annotate(n=Count("id")).order_by()),
-        "department": dict(docs.filter(departments__isnull=False).values_list("departments__code")
-                           .annotate(n=Count("id")).order_by()),
-        "language": dict(docs.values_list("language").annotate(n=Count("id")).order_by()),
-        "tag": dict(docs.filter(tags__isnull=False).values_list("tags__slug").annotate(n=Count("id")).order_by()),
-    }
+
+def _facets(document_ids: list[int]) -> dict:
+    """Counts over the result documents only — all of which the user may see —
+    in one round trip."""
+    facets: dict[str, dict] = {"document_type": {}, "department": {}, "language": {}, "tag": {}}
+    if document_ids:
+        with connection.cursor() as cur:
+            cur.execute(_FACETS_SQL, {"ids": list(document_ids)})
+            for facet, value, count in cur.fetchall():
+                facets[facet][value] = count
+    return facets
