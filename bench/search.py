@@ -20,6 +20,8 @@ allowed_documents_sql):
 - `dept`: a clearance-2 member of department 0 filtering on department 0
   (SearchFilters(departments=["dept0"])): ~9.5% of rows visible, ~90% hidden;
 - `member` (vector only): the same user, no facet filter (~77% of rows).
+Vector search filters on the access key copied onto each vector row (the
+triggers of migration search/0004 fill it during the COPY).
 
 Measured (one client, warm: every query set runs once before timing):
 - encode: one query, one torch thread (the web processes' setting);
@@ -32,7 +34,8 @@ Measured (one client, warm: every query set runs once before timing):
   (grouping, snippets, suggestion, facets);
 - http: POST /api/v1/search through django.test.Client (adds DRF + the search log).
 recall@10 of vector mode against exact cosine top-10 in numpy over the same
-allowed rows; queries/s with --clients threads (each its own connection).
+allowed rows, at the configured hnsw.ef_search and at 40/100/200/400 (with their
+latency); queries/s with --clients threads (each its own connection).
 
 Writes var/bench/search-<N>.json and var/bench/search-<N>.png.
 

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from django.conf import settings
-from django.db import close_old_connections, connection, connections, transaction
+from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections, transaction
 
 from documents.models import Chunk, Document
 from search.models import EmbeddingSpace, SearchMode
@@ -34,29 +34,37 @@ from search.services.spaces import space_for
 
 PAGE_SIZE = 10
 _search_threads: dict[int, ThreadPoolExecutor] = {}
+_helper_connections: set = set()
 
 
 def _search_thread() -> ThreadPoolExecutor:
-    """One helper thread per process for the vector side of hybrid search (a pool
-    inherited through fork has no thread, hence per pid). It keeps its own
+    """Helper threads for the vector side of hybrid search, per process (a pool
+    inherited through fork has no thread, hence per pid). Each keeps its own
     database connection, reused like the request thread's (CONN_MAX_AGE)."""
     pid = os.getpid()
     if pid not in _search_threads:
         _search_threads.clear()
-        _search_threads[pid] = ThreadPoolExecutor(max_workers=1, thread_name_prefix="vector-search")
+        _helper_connections.clear()
+        # A thread starts only when the others are busy: one per concurrent request
+        # (a sync gunicorn worker: one), each with its own connection.
+        _search_threads[pid] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vector-search")
     return _search_threads[pid]
 
 
 def release_search_thread() -> None:
-    """Close the helper thread's database connection and stop it (tests, shutdown)."""
+    """Close the helper threads' database connections and stop them (tests)."""
     pool = _search_threads.pop(os.getpid(), None)
     if pool:
-        pool.submit(connections.close_all).result()
-        pool.shutdown()
+        pool.shutdown(wait=True)
+    while _helper_connections:  # the threads are gone: close their sockets directly
+        wrapper = _helper_connections.pop()
+        if wrapper.connection is not None:
+            wrapper.connection.close()
 
 
 def _vector_on_own_connection(space, query, scope, limit):
     close_old_connections()  # drop this thread's connection if it broke or outlived CONN_MAX_AGE
+    _helper_connections.add(connections[DEFAULT_DB_ALIAS])
     return vector_candidates(space, query, scope, limit)
 MORE_PER_DOCUMENT = 2
 
