@@ -12,7 +12,7 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
-from documents.models import AccessLevel, Department, DocumentType, Tag
+from documents.models import AccessLevel, Department, DocumentStatus, DocumentType, Tag
 from documents.selectors import visible_documents
 from documents.services.intake import UploadMetadata, register_upload
 
@@ -27,16 +27,32 @@ def document_list(request):
     return render(request, "documents/list.html", {"page": page})
 
 
+def _status_context(request, document) -> dict:
+    """The document and, once it is ready, how far its vectors are in the space
+    this user searches (the search app writes them after chunking)."""
+    from search.services.embedding import document_progress
+    from search.services.spaces import space_for
+
+    embedding = None
+    if document.status == DocumentStatus.READY:
+        progress = document_progress(space_for(request.user, request.session.session_key), document.pk)
+        if progress:
+            embedding = {"done": progress[0], "total": progress[1],
+                         "percent": round(100 * progress[0] / progress[1])}
+    return {"document": document, "embedding": embedding}
+
+
 def document_detail(request, pk):
     document = _visible_or_404(request, pk)
     chunks = document.chunks.all()
-    return render(request, "documents/detail.html", {"document": document, "chunks": chunks})
+    return render(request, "documents/detail.html", {**_status_context(request, document), "chunks": chunks})
 
 
 def document_status(request, pk):
-    """The live status fragment (polled by htmx while the document is processed)."""
+    """The live status fragment (polled by htmx while the document is processed
+    and while its vectors are written)."""
     document = _visible_or_404(request, pk)
-    return render(request, "documents/_status.html", {"document": document})
+    return render(request, "documents/_status.html", _status_context(request, document))
 
 
 def download(request, pk):

@@ -249,3 +249,17 @@ def test_hybrid_runs_its_vector_side_on_the_search_thread_with_the_same_results(
     assert parallel and all(s == pytest.approx(t) for (_, s), (_, t) in zip(parallel, serial))
     salary_chunks = set(docs["salary"].chunks.values_list("pk", flat=True))
     assert not salary_chunks & {c for c, _ in parallel}
+
+
+def test_document_page_shows_vector_progress_until_every_passage_has_one(minilm_path, corpus, client):
+    space = spaces.create_space("progress", minilm_path)
+    spaces.activate(space)
+    leave = corpus["leave"]
+    client.force_login(f.user("reader", departments=["HR"]))
+    total = leave.chunks.count()
+    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    assert f"Vector cho tìm kiếm theo ngữ nghĩa: 0/{total} đoạn" in page
+    assert 'hx-trigger="every 2s"' in page  # keeps polling while vectors are written
+    embedding.embed_document(space, leave.pk)
+    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    assert "Vector cho tìm kiếm" not in page and "hx-trigger" not in page

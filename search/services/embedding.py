@@ -81,3 +81,13 @@ def backfill(space: EmbeddingSpace, progress: Callable[[int, int], None] | None 
     if space.status == SpaceStatus.BUILDING:
         EmbeddingSpace.objects.filter(pk=space.pk, status=SpaceStatus.BUILDING).update(status=SpaceStatus.READY)
     return done
+
+
+def document_progress(space: EmbeddingSpace | None, document_id: int) -> tuple[int, int] | None:
+    """(chunks with a vector in `space`, chunks) of a document whose vectors are
+    still being written; None when there is nothing to wait for."""
+    if space is None:
+        return None
+    total = Chunk.objects.filter(document_id=document_id).count()
+    done = space.embeddings.filter(document_id=document_id).count()
+    return (done, total) if total and done < total else None
