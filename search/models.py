@@ -126,7 +126,11 @@ class KeywordPosting(models.Model):
         constraints = [models.UniqueConstraint(fields=["term", "chunk"], name="one_posting_per_term_chunk",
                                                include=["weight", "document"])]
         indexes = [models.Index(fields=["chunk"], name="search_posting_chunk"),
-                   models.Index(fields=["document"], name="search_posting_document")]
+                   models.Index(fields=["document"], name="search_posting_document"),
+                   # a term's postings, heaviest first: a very common query term is
+                   # read only as far as its best postings (keyword_index.TERM_CAP)
+                   models.Index(fields=["term", "-weight"], include=["chunk", "document"],
+                                name="search_posting_impact")]
 
 
 class KeywordStats(models.Model):

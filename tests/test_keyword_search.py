@@ -169,6 +169,19 @@ def test_a_long_query_ranks_as_exact_scoring_does():
     assert two[0][1] == pytest.approx(exact[0][1])
 
 
+def test_a_very_common_term_is_read_heaviest_postings_first(monkeypatch):
+    """Phase 1 reads at most TERM_CAP postings of a term, the heaviest ones (the
+    impact index): the chunks where the term weighs most are still found."""
+    for i in range(12):
+        make_doc(f"vaccine là một chủ đề trong văn bản dài số {i} về nhiều vấn đề khác nhau của công ty")
+    target = make_doc("vaccine vaccine covid")
+    monkeypatch.setattr(ki, "TERM_CAP", 2)
+    got = search("vaccine covid", exact=False, limit=10)
+    assert got[0][0] == chunk_of(target)
+    assert len(got) <= 2 * 2 + 1  # ≤ 2 postings per term (exact and folded forms of 2 tokens overlap)
+    assert len(search("vaccine covid", exact=True, limit=20)) == 13
+
+
 # --- index bookkeeping ----------------------------------------------------------
 
 def test_reindexing_is_idempotent():

@@ -14,9 +14,11 @@ document's cascade delete), so `note_removed` has nothing left to do.
 Query: score = Σ over query terms of qw · idf(df) · weight, with Lucene's idf
 log(1 + (N − df + 0.5)/(df + 0.5)); qw = EXACT_WEIGHT for the term as written
 and FOLD_WEIGHT for its folded form (other weights when the whole query has no
-diacritics). The access rule is applied inside the SQL, before ranking. Queries
-that would read many postings are scored in two phases: the rare terms pick the
-candidates, the common terms are added for those candidates only.
+diacritics). The access rule is applied inside the SQL, best result first, until
+the limit is filled from allowed documents. Queries that would read many postings
+are scored in two phases: the rarest tokens pick the candidates (a very common
+term is read only as far as its TERM_CAP heaviest postings, through the impact
+index), the other tokens are added for those candidates only.
 
 Writers (index_document, remove_document, rebuild, the trigger) serialise on one
 transaction-level advisory lock, so df updates never deadlock.
@@ -55,6 +57,7 @@ ACCENTLESS_EXACT_WEIGHT, ACCENTLESS_FOLD_WEIGHT = 0.3, 1.0  # typed without acce
 SHORT_QUERY_TOKENS, TWO_PHASE_POSTINGS = 3, 50_000
 RARE_DF_SHARE, MIN_RARE_TOKENS, CANDIDATES, CANDIDATES_PER_RESULT = 0.05, 2, 500, 5
 MAX_RARE_TOKENS = 12  # the rarest 12 tokens pick candidates (bench: p95 115 → 79 ms at 100k chunks, MRR equal)
+TERM_CAP = 20_000  # a phase-1 term's postings read, heaviest first (search_posting_impact)
 RARE_POSTINGS_BUDGET = 50_000  # … and read at most ~this many postings (p95 80 → 54 ms at 100k, MRR equal)
 SUGGEST_CAP, SUGGEST_KEEP_RATIO = 2000, 3.0
 REBUILD_BATCH = 2000
@@ -277,8 +280,9 @@ def _query_terms(query: str) -> dict[str, Counter]:
 # chunks, 100k documents: 40 ms of a 112 ms query). Same rows as filtering first.
 _SCORE = """SELECT s.chunk_id, s.score FROM (
         SELECT p.chunk_id, min(p.document_id) AS document_id, SUM(q.w * p.weight) AS score
-        FROM unnest(%s::bigint[], %s::float8[]) AS q(term_id, w)
-        JOIN {postings} p ON p.term_id = q.term_id
+        FROM unnest(%s::bigint[], %s::float8[], %s::bigint[]) AS q(term_id, w, reads)
+        CROSS JOIN LATERAL (SELECT x.chunk_id, x.document_id, x.weight FROM {postings} x
+                            WHERE x.term_id = q.term_id ORDER BY x.weight DESC LIMIT q.reads) p
         GROUP BY p.chunk_id ORDER BY score DESC, p.chunk_id OFFSET 0) s
     WHERE s.document_id IN ({allowed})
     ORDER BY s.score DESC, s.chunk_id LIMIT %s"""
@@ -308,34 +312,41 @@ def keyword_search(query: str, allowed_documents_sql: str, params, limit: int = 
         if not found:
             return []
         n = max(max(n or 0, df) for _, df, n in found.values())
-        # per token: (df of its dominant term, [(term id, query weight·idf)], postings to read)
+        # per token: (df of its dominant term, [(term id, query weight·idf, df)])
         tokens = []
         for group in groups.values():
             present = [(found[term], w) for term, w in group.items() if term in found and w > 0]
             if present:
                 dominant_df = max(present, key=lambda p: (p[1], p[0][1]))[0][1]
-                tokens.append((dominant_df, [(pk, w * _idf(df, n)) for (pk, df, _), w in present],
-                               sum(df for (_, df, _), _ in present)))
+                tokens.append((dominant_df, [(pk, w * _idf(df, n), df) for (pk, df, _), w in present]))
         if not tokens:
             return []
         tokens.sort(key=lambda t: t[0])
         if exact is None:
-            exact = len(groups) <= SHORT_QUERY_TOKENS or sum(t[2] for t in tokens) <= TWO_PHASE_POSTINGS
-        rare, reading = [], 0
-        for i, t in enumerate(tokens):  # rarest first, within the phase-1 budget
-            if i >= MIN_RARE_TOKENS and (t[0] > RARE_DF_SHARE * n or i >= MAX_RARE_TOKENS
-                                         or reading + t[2] > RARE_POSTINGS_BUDGET):
-                break
-            rare.append(t)
-            reading += t[2]
-        common = [term for t in tokens[len(rare):] for term in t[1]]
-        rare = [term for t in (tokens if exact else rare) for term in t[1]]
+            exact = (len(groups) <= SHORT_QUERY_TOKENS
+                     or sum(df for t in tokens for _, _, df in t[1]) <= TWO_PHASE_POSTINGS)
+        if exact:
+            rare, common = [(pk, w, None) for t in tokens for pk, w, _ in t[1]], []  # None: read all
+        else:
+            # Phase 1: the rarest tokens, each term read at most TERM_CAP postings
+            # (its heaviest: the impact index), within the budget; phase 2 adds the
+            # other tokens for the candidates.
+            chosen, reading = 0, 0
+            for i, t in enumerate(tokens):
+                cost = sum(min(df, TERM_CAP) for _, _, df in t[1])
+                if i >= MIN_RARE_TOKENS and (t[0] > RARE_DF_SHARE * n or i >= MAX_RARE_TOKENS
+                                             or reading + cost > RARE_POSTINGS_BUDGET):
+                    break
+                chosen, reading = i + 1, reading + cost
+            rare = [(pk, w, TERM_CAP if df > TERM_CAP else None) for t in tokens[:chosen] for pk, w, df in t[1]]
+            common = [(pk, w) for t in tokens[chosen:] for pk, w, _ in t[1]]
         score = _SCORE.format(postings=POSTINGS, allowed=allowed_documents_sql)
-        if exact or not common:
-            cur.execute(score, [[t[0] for t in rare], [t[1] for t in rare], *params, limit])
+        phase1 = [[t[0] for t in rare], [t[1] for t in rare], [t[2] for t in rare]]
+        if not common:
+            cur.execute(score, [*phase1, *params, limit])
         else:
             cur.execute(_TWO_PHASE.format(score=score, postings=POSTINGS),
-                        [[t[0] for t in rare], [t[1] for t in rare], *params, max(CANDIDATES, CANDIDATES_PER_RESULT * limit),
+                        [*phase1, *params, max(CANDIDATES, CANDIDATES_PER_RESULT * limit),
                          [t[0] for t in common], [t[1] for t in common], limit])
         return [(chunk_id, float(s)) for chunk_id, s in cur.fetchall()]
 
