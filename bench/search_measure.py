@@ -154,7 +154,9 @@ def plot(summary: dict, path: Path) -> None:
     rows = [(name, stats) for name, stats in summary["latency_ms"].items() if stats]
     labels = [name for name, _ in rows]
     x = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(max(8, len(rows) * 0.9), 4.8))
+    fig, (ax, rax) = plt.subplots(1, 2, figsize=(max(8, len(rows) * 0.9) + 5, 4.8),
+                                  gridspec_kw={"width_ratios": [max(8, len(rows) * 0.9), 5]})
+    _plot_recall(summary, rax)
     for j, (p, color) in enumerate((("p50", "#4c72b0"), ("p95", "#dd8452"), ("p99", "#c44e52"))):
         ax.bar(x + (j - 1) * 0.27, [s[p] for _, s in rows], 0.27, label=p, color=color)
     ax.set_xticks(x, labels, rotation=30, ha="right")
@@ -168,6 +170,30 @@ def plot(summary: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def _plot_recall(summary: dict, ax) -> None:
+    """recall@10 against hnsw.ef_search per scenario, its p95 on a second axis."""
+    twin = ax.twinx()
+    ticks: set[int] = set()
+    for (name, rec), color in zip(summary.get("recall_at_10", {}).items(), ("#4c72b0", "#dd8452", "#55a868")):
+        points = {int(k.split("_")[-1]): v for k, v in rec.items() if k.startswith("ef_search_")}
+        if rec.get("ef_search"):
+            points.setdefault(int(rec["ef_search"]), {"recall@10": rec["recall@10"],
+                                                        "p95_ms": summary["latency_ms"][f"vector/{name}"]["p95"]})
+        ef = sorted(points)
+        ticks.update(ef)
+        ax.plot(ef, [points[e]["recall@10"] for e in ef], "o-", color=color, label=f"recall {name}")
+        twin.plot(ef, [points[e]["p95_ms"] for e in ef], "s:", color=color, alpha=0.6)
+    ax.axhline(0.95, ls="--", lw=0.8, color="grey")
+    ax.set_xscale("log")
+    ax.set_xticks(sorted(ticks), [str(t) for t in sorted(ticks)])
+    ax.minorticks_off()
+    ax.set_xlabel("hnsw.ef_search")
+    ax.set_ylabel("recall@10 vs exact (solid)")
+    twin.set_ylabel("vector p95 ms (dotted)")
+    ax.set_title("Recall and latency by ef_search")
+    ax.legend(fontsize=8, loc="lower right")
 
 
 

@@ -33,6 +33,7 @@ from search.services.snippets import make_snippet
 from search.services.spaces import space_for
 
 PAGE_SIZE = 10
+MORE_PER_DOCUMENT = 2
 _search_threads: dict[int, ThreadPoolExecutor] = {}
 _helper_connections: set = set()
 
@@ -66,7 +67,6 @@ def _vector_on_own_connection(space, query, scope, limit):
     close_old_connections()  # drop this thread's connection if it broke or outlived CONN_MAX_AGE
     _helper_connections.add(connections[DEFAULT_DB_ALIAS])
     return vector_candidates(space, query, scope, limit)
-MORE_PER_DOCUMENT = 2
 
 
 class SearchUnavailable(Exception):
