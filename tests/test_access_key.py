@@ -148,3 +148,23 @@ def test_selective_filter_returns_every_visible_row_not_a_short_list(space):
     docs_found = set(Chunk.objects.filter(pk__in=[c for c, _ in found]).values_list("document_id", flat=True))
     assert docs_found == {d.pk for d in shown}
     assert len(found) == 6
+
+
+def test_migration_backfill_fills_keys_and_keeps_the_hnsw_index(space):
+    """search/0004 on an installation with vectors: keys are filled, the space's
+    index is dropped for the update and built again."""
+    import importlib
+
+    migration = importlib.import_module("search.migrations.0004_embedding_access_key")
+    spaces.create_index(space)
+    doc = f.document(2, departments=("HR",))
+    _vectors_for(doc, space)
+    with connection.cursor() as cur:  # as before the migration: no key yet
+        cur.execute("UPDATE search_chunkembedding SET doc_access_level = 3, doc_department_ids = '{}'")
+    with connection.schema_editor() as editor:
+        migration.backfill_keys(None, editor)
+    rows = list(ChunkEmbedding.objects.filter(document=doc))
+    assert rows and all(r.doc_access_level == 2 and r.doc_department_ids == [f.department("HR").pk] for r in rows)
+    with connection.cursor() as cur:
+        cur.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [space.index_name])
+        assert cur.fetchone()

@@ -66,9 +66,11 @@ class SearchScope:
       final rows with it.
     - `prefilter_sql`/`prefilter_params`: a condition over a vector row aliased
       `ce` (its access key, the department facet, the other facets as a
-      document subquery), cheap to test inside an HNSW scan. It selects the
-      same rows as `allowed_sql` for any committed state (the key is kept by
-      triggers); being checked again by `allowed_sql` it can never widen."""
+      document subquery), cheap to test inside an HNSW scan. For committed
+      data it passes what `allowed_sql` passes (the key is kept by triggers),
+      plus vectors of documents that are not ready (being re-processed), which
+      the final check removes; checked again by `allowed_sql`, it can never
+      widen what a user sees."""
     allowed_sql: str
     params: list
     prefilter_sql: str
