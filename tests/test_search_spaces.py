@@ -263,3 +263,22 @@ def test_document_page_shows_vector_progress_until_every_passage_has_one(minilm_
     embedding.embed_document(space, leave.pk)
     page = client.get(f"/documents/{leave.pk}/status/").content.decode()
     assert "Vector cho tìm kiếm" not in page and "hx-trigger" not in page
+
+
+def test_query_vectors_are_cached_and_models_warm_up(minilm_space, monkeypatch):
+    """The next page of a search does not encode the query again; warm_up loads
+    a space's model before any search."""
+    from search.services import encoders
+
+    calls = []
+    original = encoders._encode
+    monkeypatch.setattr(encoders, "_encode", lambda *a, **k: calls.append(a[1]) or original(*a, **k))
+    encoders._encoded_query.cache_clear()
+    employee = f.user("pager", departments=["HR"])
+    first = search(employee, "nghỉ phép năm", mode="vector", page_size=1, page=1)
+    second = search(employee, "nghỉ phép năm", mode="vector", page_size=1, page=2)
+    assert first.hits and second.hits and first.hits[0].document != second.hits[0].document
+    assert calls == [["nghỉ phép năm"]]
+    encoders.load_model.cache_clear()
+    encoders.warm_up([minilm_space])
+    assert encoders.load_model.cache_info().currsize == 1
