@@ -25,11 +25,16 @@ def browser():
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"  # Playwright's sync API runs an event loop in this thread
     from playwright.sync_api import sync_playwright
 
+    from django.db import connections
+
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=[
             "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield b
         b.close()
+        # Queries made while Playwright's loop ran used a connection of that
+        # context: close it here, or the test database cannot be dropped.
+        connections.close_all()
 
 
 @pytest.fixture
