@@ -2,6 +2,8 @@
 a document the visitor may not see is a 404, the same as one that does not exist."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -9,6 +11,7 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy as _l
 
@@ -27,6 +30,9 @@ def document_list(request):
     return render(request, "documents/list.html", {"page": page})
 
 
+VECTOR_POLL_WINDOW = timedelta(minutes=30)
+
+
 def _status_context(request, document) -> dict:
     """The document and, once it is ready, how far its vectors are in the space
     this user searches (the search app writes them after chunking)."""
@@ -37,7 +43,11 @@ def _status_context(request, document) -> dict:
     if document.status == DocumentStatus.READY:
         progress = document_progress(space_for(request.user, request.session.session_key), document.pk)
         if progress:
-            embedding = {"done": progress[0], "total": progress[1],
+            # Poll only while the vectors can still be on their way: a document
+            # processed long ago whose vectors never came (a failed task, no worker)
+            # shows its count without polling forever.
+            recent = document.processed_at and timezone.now() - document.processed_at < VECTOR_POLL_WINDOW
+            embedding = {"done": progress[0], "total": progress[1], "poll": bool(recent),
                          "percent": round(100 * progress[0] / progress[1])}
     return {"document": document, "embedding": embedding}
 

@@ -115,7 +115,8 @@ RERANK_DEPTH = env.env_int("PORTAL_RERANK_DEPTH", 30, "Candidates the cross-enco
 SEARCH_EF_SEARCH = env.env_int(
     "PORTAL_SEARCH_EF_SEARCH", 600,
     "hnsw.ef_search for vector search (at least the number of candidates asked for): higher finds more of "
-    "the exact nearest neighbours, slower (docs/benchmarks.md).", minimum=10)
+    "the exact nearest neighbours, slower (docs/benchmarks.md). pgvector allows at most 1000.",
+    minimum=10, maximum=1000)
 WARM_UP_MODELS = env.env_bool(
     "PORTAL_WARM_UP_MODELS", True,
     "Load the serving spaces' models when a web process starts, so its first search does not wait for it.")

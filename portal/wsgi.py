@@ -16,14 +16,18 @@ if settings.WARM_UP_MODELS:
     import threading
 
     def _warm_up() -> None:
+        from django.db import connections
+
         try:
             from search.services.encoders import warm_up
-            from search.services.spaces import serving_spaces
+            from search.services.spaces import searched_spaces
 
-            warm_up(list(serving_spaces()))
+            warm_up(list(searched_spaces()))
         except Exception:  # a fresh database, a missing model: the first search reports it
             import logging
 
             logging.getLogger("search").warning("model warm-up failed", exc_info=True)
+        finally:
+            connections.close_all()
 
     threading.Thread(target=_warm_up, name="model-warm-up", daemon=True).start()

@@ -168,3 +168,64 @@ def test_migration_backfill_fills_keys_and_keeps_the_hnsw_index(space):
     with connection.cursor() as cur:
         cur.execute("SELECT 1 FROM pg_indexes WHERE indexname = %s", [space.index_name])
         assert cur.fetchone()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_access_change_and_vector_write_never_miss_each_other():
+    """An access change and a worker writing the same document's vectors in two
+    open transactions: whichever commits first, the key ends up current."""
+    import threading
+    import time
+
+    import psycopg
+
+    space = EmbeddingSpace.objects.create(name="race", model_path="/nowhere", dimension=3, max_seq_length=8,
+                                          status=SpaceStatus.READY)
+    params = connection.settings_dict
+    def connect():
+        return psycopg.connect(host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
+                               dbname=params["NAME"])
+
+    def insert_vector(conn, doc, ordinal):
+        chunk = Chunk.objects.create(document=doc, ordinal=ordinal, text="x", token_count=1, char_start=0, char_end=1)
+        conn.execute("INSERT INTO search_chunkembedding (space_id, chunk_id, document_id, embedding) "
+                     "VALUES (%s, %s, %s, '[1,2,3]')", [space.pk, chunk.pk, doc.pk])
+        return chunk
+
+    def in_thread(fn):
+        t = threading.Thread(target=fn)
+        t.start()
+        time.sleep(0.5)
+        return t
+
+    # 1. the access change is open first; the vector write waits for it
+    doc = f.document(3, departments=("HR",))
+    admin, worker = connect(), connect()
+    admin.execute("UPDATE documents_document SET access_level = 0 WHERE id = %s", [doc.pk])
+    chunks = []
+    t = in_thread(lambda: (chunks.append(insert_vector(worker, doc, 1)), worker.commit()))
+    assert t.is_alive()  # waiting for the access change
+    admin.commit()
+    t.join(10)
+    assert ChunkEmbedding.objects.get(chunk=chunks[0]).doc_access_level == 0
+
+    # 2. the vector write is open first; the access change waits for it
+    insert_vector(worker, doc, 2)
+    t = in_thread(lambda: (admin.execute("UPDATE documents_document SET access_level = 1 WHERE id = %s",
+                                         [doc.pk]), admin.commit()))
+    assert t.is_alive()
+    worker.commit()
+    t.join(10)
+    assert set(ChunkEmbedding.objects.filter(document=doc).values_list("doc_access_level", flat=True)) == {1}
+
+    # 3. the same for a department link added while vectors are written
+    it = f.department("IT")
+    insert_vector(worker, doc, 3)
+    t = in_thread(lambda: (admin.execute("INSERT INTO documents_document_departments (document_id, department_id) "
+                                         "VALUES (%s, %s)", [doc.pk, it.pk]), admin.commit()))
+    worker.commit()
+    t.join(10)
+    assert all(it.pk in ids for ids in ChunkEmbedding.objects.filter(document=doc)
+               .values_list("doc_department_ids", flat=True))
+    admin.close()
+    worker.close()

@@ -260,6 +260,12 @@ def test_document_page_shows_vector_progress_until_every_passage_has_one(minilm_
     page = client.get(f"/documents/{leave.pk}/status/").content.decode()
     assert f"Vector cho tìm kiếm theo ngữ nghĩa: 0/{total} đoạn" in page
     assert 'hx-trigger="every 2s"' in page  # keeps polling while vectors are written
+    from datetime import timedelta
+
+    from django.utils import timezone
+    type(leave).objects.filter(pk=leave.pk).update(processed_at=timezone.now() - timedelta(days=1))
+    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    assert f"0/{total} đoạn" in page and "hx-trigger" not in page  # vectors that never came: no endless polling
     embedding.embed_document(space, leave.pk)
     page = client.get(f"/documents/{leave.pk}/status/").content.decode()
     assert "Vector cho tìm kiếm" not in page and "hx-trigger" not in page
@@ -279,6 +285,16 @@ def test_query_vectors_are_cached_and_models_warm_up(minilm_space, monkeypatch):
     second = search(employee, "nghỉ phép năm", mode="vector", page_size=1, page=2)
     assert first.hits and second.hits and first.hits[0].document != second.hits[0].document
     assert calls == [["nghỉ phép năm"]]
-    encoders.load_model.cache_clear()
+    encoders.forget_models()
     encoders.warm_up([minilm_space])
-    assert encoders.load_model.cache_info().currsize == 1
+    assert list(encoders._models) == [minilm_space.model_path]
+
+
+def test_vector_search_leaves_no_planner_settings_behind_and_bounds_its_depth(minilm_space):
+    employee = f.user("deep", departments=["HR"])
+    with transaction.atomic(), connection.cursor() as cur:
+        assert vector_candidates(minilm_space, "nghỉ phép", search_scope(employee), limit=1500)
+        cur.execute("SHOW enable_seqscan")
+        assert cur.fetchone()[0] == "on"  # the caller's next queries plan normally
+    result = search(employee, "nghỉ phép", page=10_000)  # ?page=10000: a last page, not an error
+    assert result.hits and result.page == result.pages

@@ -22,12 +22,15 @@ DECLARE
     owner bigint;
     depts bigint[];
 BEGIN
-    SELECT d.access_level, d.owner_id,
-           coalesce((SELECT array_agg(dd.department_id ORDER BY dd.department_id)
-                       FROM documents_document_departments dd WHERE dd.document_id = d.id), '{}')
-      INTO level, owner, depts
-      FROM documents_document d WHERE d.id = NEW.document_id;
+    -- FOR SHARE: a concurrent change of the document's access waits for this
+    -- transaction (or this read waits for it and sees its committed result), so
+    -- neither side can miss the other's rows.
+    SELECT d.access_level, d.owner_id INTO level, owner
+      FROM documents_document d WHERE d.id = NEW.document_id FOR SHARE;
     IF FOUND THEN  -- else the foreign key refuses the row at commit
+        -- a new statement, so a new snapshot: links committed while we waited count
+        SELECT coalesce(array_agg(dd.department_id ORDER BY dd.department_id), '{}') INTO depts
+          FROM documents_document_departments dd WHERE dd.document_id = NEW.document_id;
         NEW.doc_access_level := level;
         NEW.doc_owner_id := owner;
         NEW.doc_department_ids := depts;
@@ -54,6 +57,10 @@ CREATE TRIGGER documents_document_access_changed
 CREATE OR REPLACE FUNCTION documents_departments_changed() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- wait for transactions writing these documents' vectors (they hold FOR
+    -- SHARE), so the UPDATE below, a new statement, sees their rows
+    PERFORM 1 FROM documents_document d
+     WHERE d.id IN (SELECT document_id FROM changed_links) FOR NO KEY UPDATE;
     UPDATE search_chunkembedding ce
        SET doc_department_ids = coalesce((SELECT array_agg(dd.department_id ORDER BY dd.department_id)
                                             FROM documents_document_departments dd

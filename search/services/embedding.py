@@ -7,7 +7,7 @@ import logging
 from typing import Callable, Iterable
 
 import numpy as np
-from django.db import connection
+from django.db import connection, transaction
 
 from documents.models import Chunk, DocumentStatus
 from documents.services.chunking import embedding_text
@@ -25,7 +25,12 @@ def vector_literal(vector: np.ndarray) -> str:
 
 def _write(space: EmbeddingSpace, rows: list[tuple[int, int, np.ndarray]]) -> None:
     dim = int(space.dimension)
-    with connection.cursor() as cur:
+    with transaction.atomic(), connection.cursor() as cur:
+        # The insert trigger share-locks each row's document (see search/0004); taking
+        # them first, in id order, narrows the window for a deadlock with a bulk
+        # access change of the same documents.
+        cur.execute("SELECT 1 FROM documents_document WHERE id = ANY(%s) ORDER BY id FOR SHARE",
+                    [sorted({doc_id for _, doc_id, _ in rows})])
         cur.executemany(
             "INSERT INTO search_chunkembedding (space_id, chunk_id, document_id, embedding) "
             f"VALUES (%s, %s, %s, %s::vector({dim})) "

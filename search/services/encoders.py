@@ -34,12 +34,30 @@ def describe_model(model_path: str) -> ModelInfo:
                      prompts.get("document") or prompts.get("passage", ""), normalize)
 
 
-@lru_cache(maxsize=4)
+_models: dict[str, object] = {}
+MAX_MODELS = 4
+
+
 def load_model(model_path: str):
+    """The model of a folder, loaded once per process: concurrent first callers
+    (a request during the start-up warm-up) wait for the one load."""
+    model = _models.get(model_path)
+    if model is not None:
+        return model
     from sentence_transformers import SentenceTransformer
 
     with _lock:
-        return SentenceTransformer(str(Path(model_path)), device="cpu", local_files_only=True)
+        if model_path not in _models:
+            if len(_models) >= MAX_MODELS:
+                _models.pop(next(iter(_models)))
+            _models[model_path] = SentenceTransformer(str(Path(model_path)), device="cpu", local_files_only=True)
+        return _models[model_path]
+
+
+def forget_models() -> None:
+    """Drop the loaded models (tests; after a model folder was replaced)."""
+    with _lock:
+        _models.clear()
 
 
 def _encode(model_path: str, texts: list[str], prefix: str, normalize: bool, batch_size: int) -> np.ndarray:

@@ -16,6 +16,7 @@ same document attached) so one document cannot flood a page.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -33,9 +34,11 @@ from search.services.snippets import make_snippet
 from search.services.spaces import space_for
 
 PAGE_SIZE = 10
+MAX_PAGE = 50
 MORE_PER_DOCUMENT = 2
 _search_threads: dict[int, ThreadPoolExecutor] = {}
 _helper_connections: set = set()
+_pool_lock = threading.Lock()
 
 
 def _search_thread() -> ThreadPoolExecutor:
@@ -43,12 +46,16 @@ def _search_thread() -> ThreadPoolExecutor:
     inherited through fork has no thread, hence per pid). Each keeps its own
     database connection, reused like the request thread's (CONN_MAX_AGE)."""
     pid = os.getpid()
-    if pid not in _search_threads:
-        _search_threads.clear()
-        _helper_connections.clear()
-        # A thread starts only when the others are busy: one per concurrent request
-        # (a sync gunicorn worker: one), each with its own connection.
-        _search_threads[pid] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vector-search")
+    with _pool_lock:
+        return _search_threads.get(pid) or _new_pool(pid)
+
+
+def _new_pool(pid: int) -> ThreadPoolExecutor:
+    _search_threads.clear()
+    _helper_connections.clear()
+    # A thread starts only when the others are busy: one per concurrent request
+    # (a sync gunicorn worker: one), each with its own connection.
+    _search_threads[pid] = ThreadPoolExecutor(max_workers=8, thread_name_prefix="vector-search")
     return _search_threads[pid]
 
 
@@ -99,7 +106,9 @@ class SearchResult:
 
 
 _PREFER_INDEX_SCAN = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapscan = off; SET LOCAL enable_sort = off"
-_PLANNER_DEFAULTS = "SET LOCAL enable_seqscan = on; SET LOCAL enable_bitmapscan = on; SET LOCAL enable_sort = on"
+_RESET_SEARCH_SETTINGS = ("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort; "
+                          "RESET hnsw.iterative_scan; RESET hnsw.ef_search")
+HNSW_MAX_EF_SEARCH = 1000  # pgvector refuses more; iterative scan still returns more rows
 
 
 def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, limit: int,
@@ -132,17 +141,20 @@ def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, lim
         SELECT ce.chunk_id, {distance} AS distance FROM search_chunkembedding ce
         WHERE ce.space_id = {space_id} AND ce.document_id IN ({scope.allowed_sql})
         ORDER BY ({distance}) + 0 LIMIT {int(limit)}"""
+    ef_search = min(HNSW_MAX_EF_SEARCH, max(settings.SEARCH_EF_SEARCH, int(limit)))
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
-        cur.execute(f"SET LOCAL hnsw.ef_search = {max(settings.SEARCH_EF_SEARCH, int(limit))}")
+        cur.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
         # The HNSW scan, always: with a filter it believed selective the planner
         # chose a full scan + sort (90 ms at 100k rows, growing with N) — the exact
         # fallback below is the answer for filters that really are that selective.
         cur.execute(_PREFER_INDEX_SCAN)
         cur.execute(approximate, [qvec, *scope.prefilter_params, qvec, *scope.params])
         rows = cur.fetchall()
+        # SET LOCAL in a savepoint lasts until the OUTER transaction ends: undo it
+        # for the caller's next queries.
+        cur.execute(_RESET_SEARCH_SETTINGS)
         if len(rows) < limit:
-            cur.execute(_PLANNER_DEFAULTS)
             cur.execute(exact, [qvec, *scope.params, qvec])
             rows = cur.fetchall()
         return [(chunk_id, 1.0 - float(d)) for chunk_id, d in rows]
@@ -206,6 +218,7 @@ def search(user, query: str, mode: str = SearchMode.HYBRID, filters: SearchFilte
     space = space or space_for(user, session_key)
     scope = search_scope(user, filters)
     allowed = (scope.allowed_sql, scope.params)
+    page = min(max(1, page), MAX_PAGE)  # ?page=10000 must not ask for 100,000 candidates
     ranked, notice = ranked_chunks(query, mode, scope, space, depth=max(k, page * page_size))
     groups = _group_by_document(ranked)
     pages = max(1, -(-len(groups) // page_size))

@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
@@ -64,6 +65,12 @@ def active_space() -> EmbeddingSpace | None:
 def serving_spaces():
     """Spaces that must receive new documents (dual-write during a migration)."""
     return EmbeddingSpace.objects.filter(status__in=SERVING)
+
+
+def searched_spaces():
+    """Spaces users' searches run on: the active one and A/B candidates with a share."""
+    return EmbeddingSpace.objects.filter(Q(status=SpaceStatus.ACTIVE)
+                                         | Q(status=SpaceStatus.READY, traffic_share__gt=0))
 
 
 def space_for(user, session_key: str | None = None) -> EmbeddingSpace | None:
