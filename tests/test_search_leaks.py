@@ -89,9 +89,15 @@ def assert_result_is_clean(user, result):
         assert all(n <= result.total_documents for n in counts.values()), facet
     assert sum(result.facets["document_type"].values()) == result.total_documents
     if result.suggestion:
+        from search.services.vietnamese import words
+
         visible_text = " ".join(Document.objects.filter(pk__in=visible).values_list("content", flat=True)).lower()
-        for word in result.suggestion.lower().split():
-            assert word in visible_text or word in result.query.lower()
+        visible_words = {m.group() for m in words(visible_text)}
+        query_words = {m.group().lower() for m in words(result.query)}
+        # words as the suggester sees them: punctuation and control characters
+        # of the query are kept around them (hypothesis found 'Y\x1b' → 'Ý\x1b')
+        for word in (m.group().lower() for m in words(result.suggestion)):
+            assert word in visible_words or word in query_words
 
 
 @pytest.mark.django_db
@@ -129,3 +135,12 @@ def test_no_leak_through_the_api_or_the_portal_page(sample_corpus, data):
         for body in (api.content.decode(), page.content.decode()):
             leaked = [s for s in forbidden if re.search(re.escape(s), body)]
             assert not leaked, (mode, query, leaked)
+
+
+@pytest.mark.django_db
+def test_did_you_mean_around_control_characters_names_only_visible_words(sample_corpus):
+    """Found by hypothesis: 'Y\\x1b' is suggested as 'Ý\\x1b' (the query's other
+    characters are kept); the suggested word is one anonymous users can see."""
+    anonymous = AnonymousUser()
+    result = search(anonymous, "Y\x1b", "hybrid")
+    assert_result_is_clean(anonymous, result)
