@@ -1,4 +1,12 @@
+import os
+
 import pytest
+from hypothesis import settings as hypothesis_settings
+
+# CI replays the same generated examples on every run (a merge is not decided by
+# chance); local runs keep exploring new ones. HYPOTHESIS_PROFILE=ci to replay.
+hypothesis_settings.register_profile("ci", derandomize=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
