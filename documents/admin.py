@@ -1,6 +1,7 @@
 from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.db.models import Count
 from django.urls import reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
@@ -98,8 +99,6 @@ class DocumentAdmin(GuardedModelAdmin):
 
     def get_queryset(self, request):
         # Staff who are not superusers administer only what they may see.
-        from django.db.models import Count
-
         return (visible_documents(request.user, super().get_queryset(request)).defer("content")
                 .annotate(chunk_total=Count("chunks", distinct=True)))
 

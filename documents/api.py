@@ -4,6 +4,7 @@ document the client may not see answers exactly like one that does not exist
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db.models import Count
 from django.http import FileResponse
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
@@ -105,8 +106,6 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):
-        from django.db.models import Count
-
         qs = (visible_documents(self.request.user).defer("content").prefetch_related("departments", "tags")
               .annotate(chunk_total=Count("chunks", distinct=True)))
         params = self.request.query_params

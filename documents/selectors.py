@@ -37,6 +37,21 @@ def _is_signed_in(user) -> bool:
     return bool(user is not None and getattr(user, "is_authenticated", False) and user.is_active)
 
 
+def _open_levels(user) -> list[int]:
+    """Levels a signed-in user sees whole, by clearance; restricted documents of
+    the user's own departments (clearance 2) and grants come on top."""
+    levels = [int(AccessLevel.PUBLIC)]
+    if user.clearance >= 1:
+        levels.append(int(AccessLevel.INTERNAL))
+    if user.clearance >= 3:
+        levels.append(int(AccessLevel.RESTRICTED))
+    return levels
+
+
+def _sees_own_departments_restricted(user) -> bool:
+    return user.clearance == 2
+
+
 def access_condition(user, prefix: str = "") -> Q:
     """The visibility rule as a Q over Document (or over a model pointing to it
     through `prefix`, e.g. ``"document__"`` for Chunk)."""
@@ -55,13 +70,9 @@ def access_condition(user, prefix: str = "") -> Q:
     group_grant = Exists(DocumentGroupObjectPermission.objects.filter(
         content_object_id=doc_ref, group__user=user.pk, permission__codename=VIEW_PERMISSION))
 
-    rule = public | Q(**{field("owner_id"): user.pk}) | user_grant | group_grant
-    clearance = user.clearance
-    if clearance >= 1:
-        rule |= Q(**{field("access_level"): AccessLevel.INTERNAL})
-    if clearance >= 3:
-        rule |= Q(**{field("access_level"): AccessLevel.RESTRICTED})
-    elif clearance >= 2:
+    rule = (Q(**{field("access_level") + "__in": _open_levels(user)}) | Q(**{field("owner_id"): user.pk})
+            | user_grant | group_grant)
+    if _sees_own_departments_restricted(user):
         member_of = Document.departments.through.objects.filter(
             document_id=doc_ref, department__members=user.pk)
         rule |= Q(**{field("access_level"): AccessLevel.RESTRICTED}) & Exists(member_of)
@@ -93,20 +104,17 @@ def access_key_condition(user, alias: str) -> tuple[str, list] | None:
     search/0004), so an HNSW scan can test it on the row it reads. None: no
     restriction (superuser). tests/test_access_key.py checks that it selects
     exactly the documents `visible_documents` selects, for every principal.
-    Callers still filter their final rows through `visible_document_ids_sql`."""
+    Callers still filter the rows they return through `visible_documents`
+    (search.services.filters.allowed_documents_sql)."""
     a = alias
     if not _is_signed_in(user):
         return f"{a}.doc_access_level = {int(AccessLevel.PUBLIC)}", []
     if user.is_superuser:
         return None
-    levels = [int(AccessLevel.PUBLIC)]
-    if user.clearance >= 1:
-        levels.append(int(AccessLevel.INTERNAL))
-    if user.clearance >= 3:
-        levels.append(int(AccessLevel.RESTRICTED))
-    parts = [f"{a}.doc_access_level IN ({', '.join(map(str, levels))})", f"{a}.doc_owner_id = %s"]
+    levels = ", ".join(map(str, _open_levels(user)))
+    parts = [f"{a}.doc_access_level IN ({levels})", f"{a}.doc_owner_id = %s"]
     params: list = [user.pk]
-    if user.clearance == 2:
+    if _sees_own_departments_restricted(user):
         parts.append(f"({a}.doc_access_level = {int(AccessLevel.RESTRICTED)} AND {a}.doc_department_ids && %s::bigint[])")
         params.append(list(user.departments.values_list("pk", flat=True)))
     granted = granted_document_ids(user)

@@ -22,7 +22,7 @@ if settings.WARM_UP_MODELS:
             from search.services.encoders import warm_up
             from search.services.spaces import searched_spaces
 
-            warm_up(list(searched_spaces()))
+            warm_up(searched_spaces())
         except Exception:  # a fresh database, a missing model: the first search reports it
             import logging
 

@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 from django.db import connection, transaction
-from django.db.models import Q
 from django.utils import timezone
 
 from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
@@ -67,18 +66,22 @@ def serving_spaces():
     return EmbeddingSpace.objects.filter(status__in=SERVING)
 
 
-def searched_spaces():
-    """Spaces users' searches run on: the active one and A/B candidates with a share."""
-    return EmbeddingSpace.objects.filter(Q(status=SpaceStatus.ACTIVE)
-                                         | Q(status=SpaceStatus.READY, traffic_share__gt=0))
+def ab_candidates() -> list[EmbeddingSpace]:
+    """Ready spaces serving an A/B share of the users beside the active one."""
+    return list(EmbeddingSpace.objects.filter(status=SpaceStatus.READY, traffic_share__gt=0).order_by("pk"))
+
+
+def searched_spaces() -> list[EmbeddingSpace]:
+    """Spaces users' searches run on: the active one and the A/B candidates."""
+    active = active_space()
+    return ([active] if active else []) + ab_candidates()
 
 
 def space_for(user, session_key: str | None = None) -> EmbeddingSpace | None:
     """The active space, or a ready candidate for the users in its A/B share.
     Sticky: the same user (or anonymous session) always lands in the same bucket."""
     active = active_space()
-    candidates = list(EmbeddingSpace.objects.filter(status=SpaceStatus.READY, traffic_share__gt=0)
-                      .order_by("pk"))
+    candidates = ab_candidates()
     if not candidates:
         return active
     identity = f"user:{user.pk}" if getattr(user, "is_authenticated", False) else f"session:{session_key or ''}"
