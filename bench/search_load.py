@@ -271,8 +271,8 @@ def users():
 
 
 def scenarios(n: int, access: np.ndarray, department: np.ndarray) -> dict:
-    """name → (user, filters, allowed (sql, params), per-chunk mask)."""
-    from search.services.filters import SearchFilters, allowed_documents_sql, search_scope
+    """name → {user, filters, scope, allowed (its (sql, params)), per-chunk mask, share}."""
+    from search.services.filters import SearchFilters, search_scope
 
     admin, member = users()
     doc_of_chunk = np.arange(n) // data.CHUNKS_PER_DOCUMENT
@@ -285,13 +285,13 @@ def scenarios(n: int, access: np.ndarray, department: np.ndarray) -> dict:
     }
     result = {}
     for name, (user, filters, mask) in out.items():
-        allowed = allowed_documents_sql(user, filters)
+        scope = search_scope(user, filters)
+        allowed = (scope.allowed_sql, scope.params)
         docs_sql = int(sql1(f"SELECT count(*) FROM ({allowed[0]}) a", allowed[1]))
         docs_mask = int(np.unique(doc_of_chunk[mask]).size)
         if docs_sql != docs_mask:
             raise SystemExit(f"scenario {name}: SQL allows {docs_sql} documents, the numpy mask {docs_mask}")
-        result[name] = {"user": user, "filters": filters, "allowed": allowed, "mask": mask,
-                        "scope": search_scope(user, filters),
+        result[name] = {"user": user, "filters": filters, "scope": scope, "allowed": allowed, "mask": mask,
                         "share": float(mask.mean())}
         log(f"scenario {name}: {mask.sum()} of {n} chunks visible ({mask.mean():.1%})")
     return result

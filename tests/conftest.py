@@ -30,8 +30,7 @@ def _release_search_thread():
         retrieval.release_search_thread()
 
 
-import os
-import signal
+import signal  # noqa: E402  (the worker fixtures below)
 import subprocess
 import sys
 import time
