@@ -8,7 +8,7 @@ relevant: any chunk whose text is the question's first answer (the bench corpus
 holds each passage many times; any copy counts). Runs as the bench superuser,
 so every ready chunk is searchable. Reports MRR@10 and latency for
 keyword_search(exact=True) and the default (bounded) path, and the overlap of
-their top 10. Exact scoring is slow on large corpora (p50 ≈ 7 s a query at 1M
+their top 10. Exact scoring is slow on large corpora (p50 ≈ 6 s a query at 1M
 chunks): use --queries to bound the run.
 """
 from __future__ import annotations
