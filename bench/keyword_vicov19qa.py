@@ -176,7 +176,7 @@ def main() -> None:
     from documents.models import Document
     from documents.selectors import visible_documents
     from search.services import keyword_index as ki
-    from search.services.vietnamese import fold
+    from documents.services.text import fold
 
     chunk_answer = build_corpus(answers)
     t = time.perf_counter()

@@ -89,7 +89,7 @@ def assert_result_is_clean(user, result):
         assert all(n <= result.total_documents for n in counts.values()), facet
     assert sum(result.facets["document_type"].values()) == result.total_documents
     if result.suggestion:
-        from search.services.vietnamese import words
+        from documents.services.text import syllable_matches as words
 
         visible_text = " ".join(Document.objects.filter(pk__in=visible).values_list("content", flat=True)).lower()
         visible_words = {m.group() for m in words(visible_text)}

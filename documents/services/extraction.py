@@ -20,6 +20,8 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from documents.services.text import nfc
+
 log = logging.getLogger(__name__)
 
 SUPPORTED_TYPES = {
@@ -53,7 +55,7 @@ class ExtractedDocument:
 def normalise(text: str) -> str:
     """NFC (Vietnamese diacritics as single code points), unified newlines and
     spaces, no control characters."""
-    text = unicodedata.normalize("NFC", text)
+    text = nfc(text)
     text = text.replace("\r\n", "\n").replace("\r", "\n").replace("\u00a0", " ")
     text = "".join(ch for ch in text if ch in "\n\t" or unicodedata.category(ch)[0] != "C")
     lines = [" ".join(line.split()) for line in text.split("\n")]

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import re
-import unicodedata
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -18,6 +17,7 @@ from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag
+from documents.services.text import code_from_filename
 
 
 @dataclass
@@ -51,12 +51,6 @@ def sha256_of(fh: BinaryIO) -> str:
         digest.update(block)
     fh.seek(0)
     return digest.hexdigest()
-
-
-def code_from_filename(filename: str) -> str:
-    stem = unicodedata.normalize("NFKD", Path(filename).stem)
-    stem = "".join(c for c in stem if not unicodedata.combining(c)).replace("đ", "d").replace("Đ", "D")
-    return (re.sub(r"[^A-Za-z0-9]+", "_", stem).strip("_").upper() or "DOCUMENT")[:56]
 
 
 def _unique_code(base: str) -> str:

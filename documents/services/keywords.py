@@ -13,6 +13,8 @@ import math
 import re
 from collections import Counter
 
+from documents.services.text import WORD_RUN, nfc
+
 # Function words and very common words of internal documents (vi + en).
 STOPWORDS = frozenset("""
 và của các những là có được cho với trong theo để khi này đó tại từ về một các không đã sẽ đang
@@ -23,11 +25,8 @@ the a an of to in and or for on with by is are be as at from this that it its no
 each which will shall may must can if then than into per
 """.split())
 
-_TOKEN = re.compile(r"[^\W_]+(?:[-./][^\W_]+)*", re.UNICODE)
-
-
 def syllables(text: str) -> list[str]:
-    return _TOKEN.findall(text)
+    return WORD_RUN.findall(nfc(text))
 
 
 def _is_acronym(token: str) -> bool:

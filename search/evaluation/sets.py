@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import unicodedata
 from collections import defaultdict
 from pathlib import Path
 from typing import Iterable
@@ -21,6 +20,7 @@ from typing import Iterable
 from django.db import transaction
 
 from documents.models import Chunk, Document, DocumentStatus
+from documents.services.text import nfc
 from documents.selectors import visible_documents
 from search.evaluation.models import EvaluationItem, EvaluationSet
 from search.models import Feedback
@@ -29,7 +29,7 @@ _SPACE = re.compile(r"\s+")
 
 
 def normalise(text: str) -> str:
-    return _SPACE.sub(" ", unicodedata.normalize("NFC", text or "")).strip()
+    return _SPACE.sub(" ", nfc(text or "")).strip()
 
 
 def query_key(query: str) -> str:

@@ -36,8 +36,9 @@ from django.utils import timezone
 from documents.models import Chunk, DocumentStatus
 from documents.services.chunking import embedding_text
 from search.models import KeywordPosting, KeywordStats, KeywordTerm
-from search.services.vietnamese import fold as _fold
-from search.services.vietnamese import has_diacritics, tokenize, words
+from documents.services.text import fold as _fold
+from documents.services.text import has_diacritics, tokenize
+from documents.services.text import syllable_matches as words
 
 __all__ = ["tokenize", "fold", "index_document", "remove_document", "note_removed", "rebuild",
            "keyword_search", "suggest", "highlight_terms", "needs_rebuild"]

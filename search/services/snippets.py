@@ -2,32 +2,16 @@
 who typed "nghi phep" sees "nghỉ phép" marked."""
 from __future__ import annotations
 
-import re
-import unicodedata
-
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-
-def fold_char(ch: str) -> str:
-    if ch in "đĐ":
-        return "d"
-    base = unicodedata.normalize("NFD", ch)[0]
-    return base.lower()
-
-
-def fold_text(text: str) -> str:
-    """Accent-folded, lower-cased, SAME LENGTH as the input (offsets carry over)."""
-    return "".join(fold_char(c) for c in text)
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
+from documents.services.text import SYLLABLE, fold, fold_same_length
 
 
 def match_spans(text: str, terms: list[str]) -> list[tuple[int, int]]:
-    folded = fold_text(text)
-    wanted = {fold_text(t) for t in terms if t.strip()}
-    return [(m.start(), m.end()) for m in _WORD.finditer(folded) if m.group() in wanted]
+    folded = fold_same_length(text)
+    wanted = {fold(t) for t in terms if t.strip()}
+    return [(m.start(), m.end()) for m in SYLLABLE.finditer(folded) if m.group() in wanted]
 
 
 def make_snippet(text: str, terms: list[str], width: int = 280) -> SafeString:
