@@ -1,4 +1,4 @@
-"""Search and feedback API. Results come from `search()`, which filters by the
+"""Search and feedback API. Results come from `run_search()`, which filters by the
 one access function inside its SQL."""
 from __future__ import annotations
 
@@ -11,8 +11,9 @@ from rest_framework.views import APIView
 from documents.models import Document, DocumentType
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters
-from search.services.retrieval import SearchUnavailable, search
-from search.services.search_log import FeedbackRefused, log_search, record_feedback
+from search.services.modes import NOTICES, SearchUnavailable
+from search.services.results import run_search
+from search.services.search_log import FeedbackRefused, record_feedback
 
 
 class FiltersSerializer(serializers.Serializer):
@@ -64,15 +65,25 @@ class SearchResponseSerializer(serializers.Serializer):
     search_id = serializers.IntegerField()
     query = serializers.CharField()
     mode = serializers.CharField()
-    space = serializers.CharField(allow_null=True)
+    space = serializers.SerializerMethodField()
     page = serializers.IntegerField()
     pages = serializers.IntegerField()
-    total_documents = serializers.IntegerField()
+    total_documents = serializers.IntegerField(help_text="0: nothing relevant was found")
     suggestion = serializers.CharField(allow_null=True)
-    notice = serializers.CharField()
+    notice = serializers.CharField(help_text="'' when the mode ran as asked; else why not (no-space, no-reranker)")
+    notice_text = serializers.SerializerMethodField()
     facets = serializers.DictField()
-    latency_ms = serializers.FloatField()
-    results = HitSerializer(many=True)
+    latency_ms = serializers.SerializerMethodField()
+    results = HitSerializer(many=True, source="hits")
+
+    def get_space(self, result) -> str | None:
+        return result.space.name if result.space else None
+
+    def get_notice_text(self, result) -> str:
+        return str(NOTICES.get(result.notice, ""))
+
+    def get_latency_ms(self, result) -> float:
+        return round(result.latency_ms, 2)
 
 
 class SearchView(APIView):
@@ -86,19 +97,11 @@ class SearchView(APIView):
         data = form.validated_data
         filters = SearchFilters(**data.get("filters", {}))
         try:
-            result = search(request.user, data["query"], data["mode"], filters, k=data["k"], page=data["page"],
-                            page_size=data["page_size"], session_key=request.session.session_key)
+            result = run_search(request.user, data["query"], data["mode"], filters, k=data["k"], page=data["page"],
+                                page_size=data["page_size"], via="api")
         except SearchUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
-        log = log_search(result, request.user, filters, via="api")
-        body = {
-            "search_id": log.pk, "query": result.query, "mode": result.mode,
-            "space": result.space.name if result.space else None, "page": result.page, "pages": result.pages,
-            "total_documents": result.total_documents, "suggestion": result.suggestion, "notice": result.notice,
-            "facets": result.facets, "latency_ms": round(result.latency_ms, 2),
-            "results": HitSerializer(result.hits, many=True).data,
-        }
-        return Response(body)
+        return Response(SearchResponseSerializer(result).data)
 
 
 class FeedbackRequestSerializer(serializers.Serializer):

@@ -48,6 +48,14 @@ class EmbeddingSpace(models.Model):
     keyword_weight = models.FloatField(_("keyword weight"), default=1.0)
     rrf_k = models.PositiveIntegerField(_("RRF k"), default=60)
     candidate_depth = models.PositiveIntegerField(_("candidates per mode"), default=50)
+    similarity_floor = models.FloatField(
+        _("similarity floor"), null=True, blank=True,
+        help_text=_("Vector neighbours less similar than this are not results (calibrated on an evaluation "
+                    "set; empty: no floor)."))
+    keyword_floor = models.FloatField(
+        _("keyword floor"), null=True, blank=True,
+        help_text=_("Share (0–1) of the query's weight a keyword hit must contain to be a result (calibrated "
+                    "on an evaluation set; empty: every keyword hit counts)."))
     calibration = models.JSONField(_("calibration"), default=dict, blank=True,
                                    help_text=_("How the fusion weights were chosen (set, metric, curve)."))
     model_card = models.JSONField(_("model card"), default=dict, blank=True)
@@ -139,8 +147,6 @@ class KeywordStats(models.Model):
     chunk_count = models.PositiveIntegerField(default=0)
     total_length = models.PositiveBigIntegerField(default=0)
     avg_length_at_build = models.FloatField(default=0)
-    k1 = models.FloatField(default=1.2)
-    b = models.FloatField(default=0.75)
     rebuilt_at = models.DateTimeField(null=True, blank=True)
 
 
@@ -153,6 +159,8 @@ class SearchMode(models.TextChoices):
 
 class SearchLog(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
+    client_key = models.CharField(max_length=64, blank=True,
+                                  help_text="anonymous searches: a hash of the visitor's cookie id (their votes)")
     query = models.CharField(max_length=500)
     mode = models.CharField(max_length=16, choices=SearchMode.choices)
     space = models.ForeignKey(EmbeddingSpace, null=True, blank=True, on_delete=models.SET_NULL)

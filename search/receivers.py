@@ -5,10 +5,8 @@ served (the active one, and a candidate being built or tested: dual-write
 during a migration)."""
 import logging
 
-from django.db.models.signals import post_delete
 from django.dispatch import receiver
 
-from documents.models import Document
 from documents.services import processing
 from documents.signals import document_chunked
 
@@ -39,10 +37,3 @@ def _active_model_path():
 
 # Chunks are counted with the tokenizer of the model that will read them.
 processing.set_chunking_model_resolver(_active_model_path)
-
-
-@receiver(post_delete, sender=Document)
-def _forget_keyword_stats(sender, instance, **kwargs):
-    from search.services import keyword_index
-
-    keyword_index.note_removed()

@@ -8,7 +8,7 @@ from django.core.management import call_command
 from documents.models import Document
 from documents.services.processing import process_document
 from search.services import embedding, keyword_index, spaces
-from search.services.retrieval import search
+from search.services.results import run_search
 from tests import factories as f
 from tests import files
 
@@ -41,13 +41,13 @@ def test_rerank_orders_candidates_by_the_cross_encoder(settings, tiny_cross_enco
     keyword_index.rebuild()
     settings.RERANK_MODEL = tiny_cross_encoder
     settings.RERANK_DEPTH = 30
-    result = search(None, "hướng dẫn VPN", "rerank")
+    result = run_search(None, "hướng dẫn VPN", "rerank")
     assert result.notice == "" and len(result.hits) == 5
     scorer = CrossEncoder(tiny_cross_encoder, device="cpu")
     scores = {h.document.pk: float(scorer.predict([("hướng dẫn VPN", h.chunk.text)])[0]) for h in result.hits}
     assert [h.document.pk for h in result.hits] == sorted(scores, key=lambda pk: -scores[pk])
     settings.RERANK_MODEL = None
-    assert search(None, "hướng dẫn VPN", "rerank").notice == "no-reranker"  # off when none is configured
+    assert run_search(None, "hướng dẫn VPN", "rerank").notice == "no-reranker"  # off when none is configured
 
 
 def test_ingest_command_takes_files_and_folders_with_metadata(tmp_path):
@@ -90,10 +90,10 @@ def test_results_paginate_by_document():
                          status="pending")
         process_document(doc.pk)
     keyword_index.rebuild()
-    pages = [search(None, "quy định bảo mật", "keyword", page=p, page_size=10) for p in (1, 2, 3)]
+    pages = [run_search(None, "quy định bảo mật", "keyword", page=p, page_size=10) for p in (1, 2, 3)]
     assert [p.pages for p in pages] == [3, 3, 3]
     assert [len(p.hits) for p in pages] == [10, 10, 3]
     ids = [h.document.pk for p in pages for h in p.hits]
     assert len(ids) == len(set(ids)) == 23
     assert [h.rank for h in pages[1].hits] == list(range(11, 21))
-    assert search(None, "quy định bảo mật", "keyword", page=99, page_size=10).page == 3
+    assert run_search(None, "quy định bảo mật", "keyword", page=99, page_size=10).page == 3

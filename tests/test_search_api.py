@@ -51,7 +51,7 @@ def test_search_api_returns_ranked_grouped_results_with_the_space(corpus, mode):
     assert body["space"] == "api" and body["mode"] == mode
     assert [r["document"]["code"] for r in body["results"]] == [corpus["public"].code]
     hit = body["results"][0]
-    assert hit["rank"] == 1 and "<mark>VPN</mark>" in hit["snippet"]
+    assert hit["rank"] == 1 and "<mark>VPN client</mark>" in hit["snippet"]
     assert SearchLog.objects.get(pk=body["search_id"]).results[0]["document_id"] == corpus["public"].pk
 
 

@@ -19,7 +19,7 @@ from documents.selectors import visible_documents
 from portal.models import User
 from search.services import embedding, spaces
 from search.services.filters import SearchFilters
-from search.services.retrieval import search
+from search.services.results import run_search
 
 _names = itertools.count()
 MODES = ["hybrid", "vector", "keyword", "rerank"]
@@ -111,7 +111,7 @@ def test_no_mode_leaks_through_the_service(sample_corpus, data):
     filters = SearchFilters(document_types=data.draw(st.lists(st.sampled_from(
         ["policy", "procedure", "technical_guide", "report"]), max_size=2), label="types"))
     for page in (1, 2, 99):
-        result = search(user, query, mode, filters, page=page, page_size=5)
+        result = run_search(user, query, mode, filters, page=page, page_size=5)
         assert_result_is_clean(user, result)
 
 
@@ -142,5 +142,5 @@ def test_did_you_mean_around_control_characters_names_only_visible_words(sample_
     """Found by hypothesis: 'Y\\x1b' is suggested as 'Ý\\x1b' (the query's other
     characters are kept); the suggested word is one anonymous users can see."""
     anonymous = AnonymousUser()
-    result = search(anonymous, "Y\x1b", "hybrid")
+    result = run_search(anonymous, "Y\x1b", "hybrid")
     assert_result_is_clean(anonymous, result)

@@ -8,7 +8,7 @@ from documents.models import Document
 from documents.services.intake import UploadMetadata, register_upload
 from search.models import ChunkEmbedding, KeywordPosting
 from search.services import embedding, spaces
-from search.services.retrieval import search
+from search.services.results import run_search
 from search.tasks import embed_document_task
 from tests.conftest import wait_until
 
@@ -31,7 +31,7 @@ def test_upload_is_chunked_indexed_and_embedded_by_the_worker(start_worker, mini
                    message=f"vectors in {space.name}")
     wait_until(lambda: KeywordPosting.objects.filter(document=doc).exists(), 60, 0.2, message="postings")
     for mode in ("keyword", "vector", "hybrid"):
-        result = search(None, "cấp laptop cho nhân viên mới", mode)
+        result = run_search(None, "cấp laptop cho nhân viên mới", mode)
         assert result.hits and result.hits[0].document.pk == doc.pk, mode
     # a redelivered embed task (worker lost after writing) changes nothing
     before = ChunkEmbedding.objects.count()

@@ -87,10 +87,12 @@ def calibration_chart(calibration: dict) -> str:
     for label, pts in sorted(series.items()):
         pts.sort()
         ax.plot([p[0] for p in pts], [p[1] for p in pts], marker=".", label=label, linewidth=1)
-    best = calibration.get("best", {})
-    if best:
-        ax.scatter([best["vector_share"]], [best[metric]], s=120, facecolors="none", edgecolors="red",
-                   label="chosen", zorder=5)
+    for key, style in (("best", {"edgecolors": "grey", "label": "grid's best"}),
+                       ("default", {"edgecolors": "blue", "label": "robust default"}),
+                       ("chosen", {"edgecolors": "red", "label": "chosen", "s": 200})):
+        p = calibration.get(key)
+        if p:
+            ax.scatter([p["vector_share"]], [p[metric]], **{"s": 120, "facecolors": "none", "zorder": 5, **style})
     ax.set_xlabel("vector weight / (vector + keyword weight)   (0 = keyword only, 1 = vector only)")
     ax.set_ylabel(metric)
     ax.set_title(f"Hybrid calibration on {calibration.get('set', '')}")

@@ -1,12 +1,14 @@
 """The evaluation runner: one evaluation set against one space and mode.
 
-Every item is searched through `search.services.retrieval.ranked_chunks` (the
-code path of the portal, with the access filter of the evaluating user inside
-the SQL), its ranking scored at chunk level (items naming chunks) or document
-level (items naming documents: chunks are mapped to their documents, first
-occurrence kept), and its result stored per query. Performance: query latency
-(p50/p95, query encoding included), encode throughput, model load time, model
-and peak process memory.
+Every item is searched through `search.services.results.run_search` (the
+portal's own entry point, with the access filter of the evaluating user inside
+the SQL, or every ready document when no user is named), its ranking scored at
+chunk level (items naming chunks) or document level (items naming documents:
+chunks are mapped to their documents, first occurrence kept), and its result
+stored per query. Performance: query latency (p50/p95, query encoding
+included, measured cold: the query-vector cache is emptied before each run, so
+a mode never reuses vectors another mode encoded), encode throughput, model
+load time, model and peak process memory.
 """
 from __future__ import annotations
 
@@ -22,31 +24,34 @@ from django.utils import timezone
 from documents.models import Chunk, Document, DocumentStatus
 from search.evaluation import metrics as m
 from search.evaluation.models import EvaluationItem, EvaluationQueryResult, EvaluationRun, RunStatus
-from search.models import EmbeddingSpace, SearchMode
+from search.models import EmbeddingSpace
 from search.services import encoders
-from search.services.filters import search_scope
+from search.services.filters import all_documents_scope, search_scope
+from search.services.modes import get_mode, needs_space
 
 log = logging.getLogger(__name__)
 
 TOP_STORED = 10
 TEXT_HEAD = 240
-VECTOR_MODES = (SearchMode.VECTOR, SearchMode.HYBRID, SearchMode.RERANK)
+WARM_UP_QUERY = "warm-up query that no evaluation set asks"
 Progress = Callable[[int, int], None]
 
 
-class AllDocuments:
-    """The evaluating 'user' when none is named: sees every ready document."""
-
-    pk = None
-    is_authenticated = True
-    is_active = True
-    is_superuser = True
-    clearance = 3
-    username = "(all documents)"
+def evaluation_scope(user):
+    """What an evaluation may rank: what `user` may see, or every ready document."""
+    return search_scope(user) if user is not None else all_documents_scope()
 
 
-def evaluator(user):
-    return user if user is not None else AllDocuments()
+def check_modes(modes) -> None:
+    """Refuse, before any work, a mode that could not run as asked (it would
+    silently answer as another mode)."""
+    from django.conf import settings
+
+    for mode in modes:
+        get_mode(mode)
+        if mode == "rerank" and not settings.RERANK_MODEL:
+            raise ValueError("mode rerank needs a cross-encoder: set PORTAL_RERANK_MODEL to its folder "
+                             "(without one it would only repeat hybrid)")
 
 
 def relevance(item: EvaluationItem) -> dict:
@@ -134,28 +139,37 @@ def execute(run: EvaluationRun, *, progress: Progress | None = None, performance
             measure: bool = True) -> EvaluationRun:
     """Run `run` (queued → running → done | failed); stores per-query results.
     `performance` adds measurements made elsewhere (e.g. a corpus backfill)."""
-    from search.services.retrieval import ranked_chunks
+    from search.services.results import run_search
 
     run.status, run.started_at, run.error = RunStatus.RUNNING, timezone.now(), ""
     run.save(update_fields=["status", "started_at", "error"])
     try:
         space = run.space
-        if run.mode in VECTOR_MODES and space is None:
+        check_modes([run.mode])
+        if needs_space(run.mode) and space is None:
             raise ValueError(f"mode {run.mode} needs a space")
         items = list(run.evaluation_set.items.order_by("pk"))
         usable = [i for i in items if i.relevant_chunks or i.relevant_documents]
-        scope = search_scope(evaluator(run.as_user))
+        scope = evaluation_scope(run.as_user)
         perf = dict(performance or {})
-        if measure and space is not None and run.mode in VECTOR_MODES and "model_load_s" not in perf:
+        if measure and space is not None and needs_space(run.mode) and "model_load_s" not in perf:
             _progress(run, 0, 1, "measuring the model")
             perf = {**measure_model(space, sample_passages()), **perf}
-        if usable:  # warm-up: first-query costs (model on first use, plan caches) are not latency
-            ranked_chunks(usable[0].query, run.mode, scope, space, run.depth)
+
+        def ranked_for(query: str):
+            result = run_search(run.as_user, query, run.mode, k=run.depth, space=space, scope=scope,
+                                materialise=False)
+            return result.ranked, result.notice
+
+        # Warm-up: first-query costs (model on first use, plan caches) are not latency.
+        # Then an empty query-vector cache: no query of the set was encoded before.
+        ranked_for(WARM_UP_QUERY)
+        encoders.clear_query_cache()
         info = ChunkInfo()
         results, per_query, latencies, notices = [], [], [], set()
         for n, item in enumerate(usable, start=1):
             started = time.perf_counter()
-            ranked, notice = ranked_chunks(item.query, run.mode, scope, space, run.depth)
+            ranked, notice = ranked_for(item.query)
             latency = (time.perf_counter() - started) * 1000
             notices.add(notice)
             ranked = ranked[:run.depth]
@@ -224,6 +238,18 @@ def _result(run, item, ranked, ranking, rel, scores, latency, info: ChunkInfo) -
                                  first_relevant_rank=first, reciprocal_rank=scores["MRR@10"],
                                  ndcg_at_10=scores["nDCG@10"], latency_ms=round(latency, 2),
                                  expected=expected[:TEXT_HEAD * 2], top=top)
+
+
+def record_external(summaries: list[dict], *, name: str, set_name: str, model_path: str, depth: int,
+                    report_dir) -> None:
+    """Keep runs made in a scratch database in the portal's evaluation history."""
+    for s in summaries:
+        EvaluationRun.objects.create(
+            name=name, set_name=set_name, space_name=f"{s['space']} (scratch)", model_path=model_path,
+            mode=s["mode"], depth=depth, status=RunStatus.DONE, progress=100, metrics=s["metrics"],
+            performance=s["performance"], mrr_at_10=s["metrics"].get("MRR@10"), hit_at_1=s["metrics"].get("Hit@1"),
+            query_count=s["queries"], report_dir=str(report_dir),
+            status_message="external benchmark (scratch database)", finished_at=timezone.now())
 
 
 def evaluate(evaluation_set, space, mode: str, **kw) -> EvaluationRun:

@@ -12,7 +12,31 @@ from contextlib import contextmanager
 
 from django.conf import settings
 from django.core.management import call_command
-from django.db import connections
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connections
+from psycopg import sql
+
+PREFIX = "eval_scratch_"
+
+
+class DatabaseNotReady(Exception):
+    """The portal's database cannot be used yet; the message says what to do."""
+
+
+def require_migrated_database() -> None:
+    """Refuse early, with what to do, when the portal's database is unreachable
+    or not migrated (instead of a traceback half-way through a benchmark)."""
+    from django.db.migrations.executor import MigrationExecutor
+
+    connection = connections[DEFAULT_DB_ALIAS]
+    try:
+        executor = MigrationExecutor(connection)
+        pending = executor.migration_plan(executor.loader.graph.leaf_nodes())
+    except OperationalError as exc:
+        raise DatabaseNotReady(f"The portal's database is not reachable ({exc}); start it with "
+                               "`manage.py services start`") from exc
+    if pending:
+        raise DatabaseNotReady(f"The portal's database is not set up ({len(pending)} migrations not applied): "
+                               "run `manage.py migrate` first")
 
 
 def _admin_connection(db: dict):
@@ -28,15 +52,24 @@ def _set_name(name: str) -> None:
     connections["default"].settings_dict["NAME"] = name
 
 
+def _drop(db: dict, name: str) -> None:
+    with _admin_connection(db) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
 @contextmanager
 def scratch_database(name: str | None = None, *, keep: bool = False, migrate: bool = True):
-    name = name or f"eval_scratch_{os.getpid()}"
+    """A scratch database named PREFIX…; a name without the prefix is refused,
+    so this can never drop the portal's own database."""
+    name = name or f"{PREFIX}{os.getpid()}"
+    if not name.startswith(PREFIX) or name == settings.DATABASES["default"]["NAME"]:
+        raise ValueError(f"a scratch database name must start with {PREFIX!r}: {name!r}")
     db = settings.DATABASES["default"]
     previous = db["NAME"]
     connections.close_all()
+    _drop(db, name)
     with _admin_connection(db) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _set_name(name)
     try:
         if migrate:
@@ -46,5 +79,4 @@ def scratch_database(name: str | None = None, *, keep: bool = False, migrate: bo
         connections.close_all()
         _set_name(previous)
         if not keep:
-            with _admin_connection(db) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            _drop(db, name)

@@ -3,7 +3,6 @@ request or per task. Query encoding in web processes uses one torch thread
 (measured on 2 cores under load: 21 ms/query with 1 thread, 536 ms with 2)."""
 from __future__ import annotations
 
-import json
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -82,6 +81,11 @@ def _encoded_query(model_path: str, prefix: str, normalize: bool, text: str) -> 
     return _encode(model_path, [text], prefix, normalize, 1)[0]
 
 
+def clear_query_cache() -> None:
+    """Forget encoded queries (an evaluation measures each mode cold)."""
+    _encoded_query.cache_clear()
+
+
 def warm_up(spaces) -> None:
     """Load the models of `spaces` and encode once, so a new web process's first
     search does not pay the model load (1–2 s, far more under load)."""
@@ -93,8 +97,3 @@ def use_query_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, n))
-
-
-def read_prompts(model_path: str) -> dict:
-    path = Path(model_path) / "config_sentence_transformers.json"
-    return (json.loads(path.read_text()).get("prompts") or {}) if path.exists() else {}

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db.models import QuerySet
+from django.utils.translation import gettext_lazy as _
 
 from documents.models import Department, Document, DocumentStatus, Tag
 from documents.selectors import access_key_condition, visible_documents
@@ -94,3 +95,39 @@ def search_scope(user, filters: SearchFilters | None = None) -> SearchScope:
         parts.append(f"ce.document_id IN ({sql})")
         pre_params += list(facet_params)
     return SearchScope(allowed_sql, params, " AND ".join(parts) or "TRUE", pre_params)
+
+
+def all_documents_scope() -> SearchScope:
+    """Every ready document, whoever may see it: evaluation of a whole corpus
+    by an administrator's command, never a person's search."""
+    sql, params = (Document.objects.filter(status=DocumentStatus.READY).order_by().values("id")
+                   .query.sql_with_params())
+    return SearchScope(sql, list(params), "TRUE", [])
+
+
+def facet_tags(user) -> list[tuple[Tag, int]]:
+    """The tags a search may offer `user`: those of documents the user may see
+    (a tag used only by hidden documents is not shown), with their ancestors,
+    as a tree — (tag, depth), each parent followed by its children."""
+    used = set(Tag.objects.filter(documents__in=allowed_documents(user)).values_list("pk", flat=True))
+    tags = {t.pk: t for t in Tag.objects.all()}
+    shown = set()
+    for pk in used:
+        while pk is not None and pk not in shown:
+            shown.add(pk)
+            pk = tags[pk].parent_id
+    children: dict[int | None, list[Tag]] = {}
+    for pk in shown:
+        children.setdefault(tags[pk].parent_id, []).append(tags[pk])
+    out: list[tuple[Tag, int]] = []
+
+    def walk(parent, depth):
+        for tag in sorted(children.get(parent, []), key=lambda t: t.name):
+            out.append((tag, depth))
+            walk(tag.pk, depth + 1)
+    walk(None, 0)
+    return out
+
+
+def search_languages() -> list[tuple[str, str]]:
+    return [("vi", _("Tiếng Việt")), ("en", _("Tiếng Anh")), ("mixed", _("Việt–Anh"))]

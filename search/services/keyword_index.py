@@ -9,7 +9,7 @@ while exact matches rank higher. A reserved term '#len' holds one posting per
 chunk whose weight is the chunk's length: the delete trigger of migration
 search/0002 uses it, with the postings' term ids, to keep df, the chunk count
 and the total length right whenever postings are deleted (re-indexing, or a
-document's cascade delete), so `note_removed` has nothing left to do.
+document's cascade delete).
 
 Query: score = Σ over query terms of qw · idf(df) · weight, with Lucene's idf
 log(1 + (N − df + 0.5)/(df + 0.5)); qw = EXACT_WEIGHT for the term as written
@@ -40,8 +40,7 @@ from documents.services.text import fold as _fold
 from documents.services.text import has_diacritics, tokenize
 from documents.services.text import syllable_matches as words
 
-__all__ = ["tokenize", "fold", "index_document", "remove_document", "note_removed", "rebuild",
-           "keyword_search", "suggest", "highlight_terms", "needs_rebuild"]
+__all__ = ["tokenize", "fold", "index_document", "remove_document", "rebuild", "keyword_search", "suggest"]
 
 K1, B = 1.2, 0.75
 LOCK_KEY = 7_236_501_100  # also in migration search/0002 (the delete trigger)
@@ -166,20 +165,6 @@ def remove_document(document_id: int) -> int:
         return cur.rowcount
 
 
-def note_removed() -> None:
-    """Called after a Document is deleted. Its postings went with it (cascade) and
-    the delete trigger already corrected df and the statistics: nothing to do."""
-
-
-def needs_rebuild(tolerance: float = 0.2) -> bool:
-    """True when the average chunk length has drifted from the one baked into
-    most weights by more than `tolerance` (schedule `rebuild_keyword_index`)."""
-    stats = _stats()
-    if not stats.chunk_count or not stats.avg_length_at_build:
-        return False
-    return abs(stats.total_length / stats.chunk_count / stats.avg_length_at_build - 1) > tolerance
-
-
 def _ready_chunks(progress: Progress | None, phase: str, total: int):
     """(chunk id, document id, index text) of chunks of ready documents, in
     keyset batches (no server-side cursor: COPY needs the connection between batches)."""
@@ -255,7 +240,7 @@ def rebuild(progress: Progress | None = None) -> int:
             cur.execute(statement)
         KeywordStats.objects.all().delete()
         KeywordStats.objects.create(chunk_count=len(lengths), total_length=sum(lengths.values()),
-                                    avg_length_at_build=avg, k1=K1, b=B, rebuilt_at=timezone.now())
+                                    avg_length_at_build=avg, rebuilt_at=timezone.now())
     if not connection.in_atomic_block:  # index-only scans need the visibility map
         with connection.cursor() as cur:
             cur.execute(f"VACUUM (ANALYZE) {POSTINGS}, {TERMS}")
@@ -433,19 +418,3 @@ def suggest(query: str, allowed_documents_sql: str, params) -> str | None:
         out += [query[pos:m.start()], new]
         pos = m.end()
     return "".join(out) + query[pos:]
-
-
-def highlight_terms(query: str, allowed_documents_sql: str | None = None, params=()) -> list[str]:
-    """Words to highlight: the query tokens, their folded forms and — given the
-    allowed documents — the accented forms of those documents that fold the same
-    (match a snippet word w when w.lower() or fold(w) is in the list)."""
-    tokens = tokenize(query)
-    out = dict.fromkeys(tokens + [fold(t) for t in tokens])
-    if tokens and allowed_documents_sql:
-        with connection.cursor() as cur:
-            cur.execute(f"""SELECT t.term FROM {TERMS} t WHERE t.folded = ANY(%s) AND t.df > 0 AND EXISTS
-                            (SELECT 1 FROM {POSTINGS} p WHERE p.term_id = t.id
-                             AND p.document_id IN ({allowed_documents_sql})) ORDER BY t.df DESC""",
-                        [sorted({fold(t) for t in tokens}), *params])
-            out.update(dict.fromkeys(term for (term,) in cur.fetchall()))
-    return list(out)

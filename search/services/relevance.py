@@ -1,0 +1,66 @@
+"""When is a ranked chunk a result at all? The floors that let a search say
+"nothing found".
+
+- **Vector side:** every passage has a nearest neighbour, however unrelated;
+  a neighbour less similar than the space's `similarity_floor` is not a result.
+- **Keyword side:** BM25 ranks any chunk sharing one syllable with the query,
+  and Vietnamese syllables are shared by many words ("trình" in "quy trình"
+  and "giải trình"). A keyword hit must match query syllables carrying at
+  least the space's `keyword_floor` share of the query's weight (each distinct
+  syllable weighted by its rarity, idf; a syllable found nowhere in the corpus
+  weighs the most), counted phrase by phrase (search.services.matching): a
+  passage with "quy trình" and a stray "nghỉ" and "phép" does not answer
+  "quy trình nghỉ phép".
+
+Both floors are calibrated per space on an evaluation set
+(search.evaluation.floors); unset, a side keeps everything it ranks.
+"""
+from __future__ import annotations
+
+import math
+
+from documents.models import Chunk
+from documents.services.chunking import embedding_text
+from documents.services.text import fold, has_diacritics, syllable_matches
+from search.models import EmbeddingSpace, KeywordStats, KeywordTerm
+from search.services.matching import QueryMatcher
+
+Ranked = list[tuple[int, float]]
+FOLD_PREFIX = "~"  # the keyword index's folded terms (search.services.keyword_index)
+
+
+def above_similarity_floor(space: EmbeddingSpace | None, ranked: Ranked) -> Ranked:
+    floor = space.similarity_floor if space is not None else None
+    return ranked if floor is None else [(c, s) for c, s in ranked if s >= floor]
+
+
+def query_weights(query: str) -> dict[str, float]:
+    """Distinct query syllables → idf. A syllable typed without diacritics is
+    weighed by its folded form (it matches every accented form)."""
+    tokens = list(dict.fromkeys(m.group().lower() for m in syllable_matches(query)))
+    if not tokens:
+        return {}
+    terms = {t: (t if has_diacritics(t) else FOLD_PREFIX + fold(t)) for t in tokens}
+    df = dict(KeywordTerm.objects.filter(term__in=set(terms.values())).values_list("term", "df"))
+    stats = KeywordStats.objects.order_by("pk").first()
+    n = max([stats.chunk_count if stats else 0, *df.values(), 1])
+    return {t: math.log(1 + (n - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5)) for t, term in terms.items()}
+
+
+def keyword_coverage(query: str, chunk_ids: list[int]) -> dict[int, float]:
+    """chunk id → share of the query's weight that the chunk matches phrase by
+    phrase (search.services.matching), reading what the keyword index reads
+    (heading line and body) and the document's title."""
+    weights, matcher = query_weights(query), QueryMatcher(query)
+    rows = Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text", "heading_path", "document__title")
+    found = {pk: matcher.matches(f"{title}\n{embedding_text(text, path)}") for pk, text, path, title in rows}
+    compounds = set().union(*(m.phrase_positions for m in found.values())) if found else set()
+    return {pk: matcher.coverage(m, weights, compounds) for pk, m in found.items()}
+
+
+def above_keyword_floor(space: EmbeddingSpace | None, query: str, ranked: Ranked) -> Ranked:
+    floor = space.keyword_floor if space is not None else None
+    if floor is None or not ranked:
+        return ranked
+    covered = keyword_coverage(query, [c for c, _ in ranked])
+    return [(c, s) for c, s in ranked if covered.get(c, 0.0) >= floor]
