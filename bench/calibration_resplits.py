@@ -5,7 +5,7 @@ UIT-ViCoV19QA (research use only; read from ../shared, never copied).
 
 For each model: the vicov19qa corpus (every unique answer) in a scratch
 database, the model's vectors (cached under var/bench-cache, keyed by the
-model's and the corpus's hashes), then, for the 1,000 val + test questions, the
+model's weights and the passages; search.evaluation.corpus.prepare_space), then, for the 1,000 val + test questions, the
 vector and keyword candidates (depth 200) and every fusion point's per-query
 metrics, once. Each re-split draws `--calibration` questions to calibrate on
 and keeps the others as held-out; on the held-out questions it compares:
@@ -23,7 +23,6 @@ calibration_resplits.json and calibration_resplits.png.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import sys
@@ -50,41 +49,6 @@ from search.evaluation.scratch import scratch_database  # noqa: E402
 METRIC = "MRR@10"
 
 
-def _digest(*parts) -> str:
-    h = hashlib.sha256()
-    for p in parts:
-        h.update(str(p).encode())
-    return h.hexdigest()[:16]
-
-
-def _model_digest(path: str) -> str:
-    files = sorted(Path(path).rglob("*.safetensors")) or sorted(Path(path).rglob("*.bin"))
-    return _digest(*[(f.name, f.stat().st_size) for f in files], path)
-
-
-def embed_cached(space, passages: list[str], chunk_ids: list[int], cache: Path) -> float:
-    """Vectors of the corpus in `space`: from the cache when there, else encoded
-    (and cached). Returns the seconds spent encoding (0 from the cache)."""
-    from search.services import encoders
-    from search.services.embedding import _write
-
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    started = time.perf_counter()
-    if cache.exists():
-        vectors = np.load(cache)
-        seconds = 0.0
-    else:
-        vectors = encoders.encode_passages(space, passages, batch_size=32)
-        np.save(cache, vectors)
-        seconds = time.perf_counter() - started
-    from documents.models import Chunk
-
-    doc_of = dict(Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "document_id"))
-    for start in range(0, len(chunk_ids), 500):
-        _write(space, [(c, doc_of[c], v) for c, v in zip(chunk_ids[start:start + 500], vectors[start:start + 500])])
-    return seconds
-
-
 def old_grid_points():
     """The previous grid: min-max score fusion and RRF, same shares, k and depths."""
     for depth in cal.DEPTHS:
@@ -96,12 +60,11 @@ def old_grid_points():
 
 def evaluate_model(model_path: str, data: qa.QACorpus, chunk_ids: list[int], questions, args) -> dict:
     from search.evaluation.models import EvaluationSet
-    from search.services import spaces
 
-    space = spaces.create_space(f"bench-{_digest(model_path)[:6]}", model_path)
-    cache = ROOT / "var" / "bench-cache" / f"vicov19qa-{_model_digest(model_path)}-{_digest(*data.passages)}.npy"
-    encode_s = embed_cached(space, data.passages, chunk_ids, cache)
-    print(f"{Path(model_path).name}: vectors ready ({encode_s:.0f}s encoding)", flush=True)
+    space, perf = qa.prepare_space(model_path, name=f"bench-{Path(model_path).name[:40]}", passages=data.passages,
+                                   chunk_ids=chunk_ids)
+    encode_s = perf.get("corpus_encode_s", 0.0)
+    print(f"{Path(model_path).name}: vectors ready ({perf})", flush=True)
     evaluation_set = qa.make_set(f"resplit-{space.pk}", questions, chunk_ids)
     started = time.perf_counter()
     collected = cal.collect(evaluation_set, space, depth=max(cal.DEPTHS))

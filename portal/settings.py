@@ -141,6 +141,7 @@ INSTALLED_APPS = [
     "portal",
     "documents",
     "search",
+    "search.evaluation",
 ]
 
 MIDDLEWARE = [

@@ -192,4 +192,3 @@ class Feedback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
-from search.evaluation.models import *  # noqa

@@ -26,4 +26,3 @@ def backfill_space_task(space_id: int) -> int:
 @shared_task(acks_late=True, reject_on_worker_lost=True)
 def index_keywords_task(document_id: int) -> int:
     return keyword_index.index_document(document_id)
-from search.evaluation.tasks import evaluation_run_task  # noqa: E402,F401  (Celery autodiscovery)

@@ -398,13 +398,13 @@ def test_admin_history_and_celery_task(minilm_space, small_set, settings, tmp_pa
     assert run.status == "done" and run.progress == 100 and run.report_dir
     root = f.user("root", is_superuser=True, is_staff=True)
     client.force_login(root)
-    page = client.get(f"/admin/search/evaluationrun/?space__id__exact={minilm_space.pk}")
+    page = client.get(f"/admin/evaluation/evaluationrun/?space__id__exact={minilm_space.pk}")
     assert page.status_code == 200 and b"<progress" in page.content and f"{run.mrr_at_10:.4f}".encode() in page.content
-    report_page = client.get(f"/admin/search/evaluationrun/{run.pk}/report/")
+    report_page = client.get(f"/admin/evaluation/evaluationrun/{run.pk}/report/")
     assert report_page.status_code == 200 and b'id="summary"' in b"".join(report_page.streaming_content)
     staff = f.user("staff", is_staff=True)
     client.force_login(staff)
-    assert client.get(f"/admin/search/evaluationrun/{run.pk}/report/").status_code in (302, 403, 404)
+    assert client.get(f"/admin/evaluation/evaluationrun/{run.pk}/report/").status_code in (302, 403, 404)
 
 
 def test_evaluate_corpus_uses_a_scratch_database_and_drops_it(transactional_db, minilm_path, settings, tmp_path):

@@ -2,7 +2,7 @@
 the access filter inside the SQL, A/B stickiness, grouping, highlighting, fusion."""
 import pytest
 from django.contrib.auth.models import AnonymousUser
-from django.db import IntegrityError, connection, transaction
+from django.db import DataError, IntegrityError, connection, transaction
 
 from documents.services.processing import process_document
 from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
@@ -70,21 +70,30 @@ def test_two_dimensions_live_in_one_table_and_search_independently(minilm_space,
 
 
 def test_the_vector_query_uses_the_space_index(minilm_space):
-    dim = minilm_space.dimension
-    q = embedding.vector_literal(__import__("numpy").zeros(dim) + 0.01)
+    """EXPLAIN the very SQL vector_candidates sends (captured with its
+    parameters), under the settings it sets: the plan scans this space's HNSW index."""
+    from search.services import retrieval
+
+    sent = []
+
+    def capture(execute, sql, params, many, context):
+        sent.append((sql, params))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(capture):
+        vector_candidates(minilm_space, "VPN", search_scope(f.user("root", is_superuser=True)), limit=5)
+    sql, params = next((q, p) for q, p in sent if "WITH nearest" in q)
     with transaction.atomic(), connection.cursor() as cur:
-        # a tiny table: make the planner prefer any index-ordered plan, then check it is this space's HNSW
-        cur.execute("SET LOCAL enable_seqscan = off")
-        cur.execute("SET LOCAL enable_sort = off")
-        cur.execute(f"EXPLAIN SELECT chunk_id FROM search_chunkembedding WHERE space_id = {minilm_space.pk} "
-                    f"ORDER BY embedding::vector({dim}) <=> %s::vector({dim}) LIMIT 5", [q])
+        cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cur.execute(retrieval._PREFER_INDEX_SCAN)
+        cur.execute("EXPLAIN " + sql, params)
         plan = "\n".join(r[0] for r in cur.fetchall())
-    assert minilm_space.index_name in plan
+    assert f"Index Scan using {minilm_space.index_name}" in plan, plan
 
 
 def test_a_wrong_dimension_insert_fails_loudly(minilm_space, corpus):
     chunk = corpus["vpn"].chunks.first()
-    with pytest.raises(Exception), transaction.atomic(), connection.cursor() as cur:
+    with pytest.raises(DataError, match="expected 384 dimensions"), transaction.atomic(), connection.cursor() as cur:
         cur.execute("UPDATE search_chunkembedding SET embedding = %s::vector WHERE space_id = %s AND chunk_id = %s",
                     ["[" + ",".join(["0.1"] * 10) + "]", minilm_space.pk, chunk.pk])
 

@@ -153,7 +153,7 @@ class EvaluationRunAdmin(SuperuserOnly, admin.ModelAdmin):
         if not obj.report_dir or not (Path(obj.report_dir) / "report.html").exists():
             return "—"
         return format_html('<a href="{}" target="_blank">{}</a>',
-                           reverse("admin:search_evaluationrun_report", args=[obj.pk]), _("open"))
+                           reverse("admin:evaluation_evaluationrun_report", args=[obj.pk]), _("open"))
 
     @admin.action(description=_("Run again (background)"))
     def run_again(self, request, queryset):
@@ -168,7 +168,7 @@ class EvaluationRunAdmin(SuperuserOnly, admin.ModelAdmin):
 
     def get_urls(self):
         return [path("<int:pk>/report/", self.admin_site.admin_view(self.report_view),
-                     name="search_evaluationrun_report")] + super().get_urls()
+                     name="evaluation_evaluationrun_report")] + super().get_urls()
 
     def report_view(self, request, pk: int):
         run = EvaluationRun.objects.filter(pk=pk).first()

@@ -1,6 +1,6 @@
 """Evaluation sets (query → relevant chunks or documents), evaluation runs and
-their per-query results. Imported at the bottom of search/models.py so the
-models belong to the `search` app."""
+their per-query results: the models of the `evaluation` app. Their tables keep
+the names they had when the models lived in the search app."""
 from __future__ import annotations
 
 from django.conf import settings
@@ -28,6 +28,7 @@ class EvaluationSet(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
+        db_table = "search_evaluationset"
         ordering = ["name"]
         verbose_name = _("evaluation set")
 
@@ -53,6 +54,7 @@ class EvaluationItem(models.Model):
     line = models.PositiveIntegerField(_("source line"), null=True, blank=True)
 
     class Meta:
+        db_table = "search_evaluationitem"
         ordering = ["evaluation_set_id", "pk"]
         verbose_name = _("evaluation item")
 
@@ -108,6 +110,7 @@ class EvaluationRun(models.Model):
     finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
+        db_table = "search_evaluationrun"
         ordering = ["-created_at", "-pk"]
         verbose_name = _("evaluation run")
 
@@ -137,4 +140,5 @@ class EvaluationQueryResult(models.Model):
                            help_text="[{rank, id, document, score, relevant, text}] of the first results")
 
     class Meta:
+        db_table = "search_evaluationqueryresult"
         ordering = ["run_id", "reciprocal_rank", "pk"]

@@ -23,7 +23,8 @@ def vector_literal(vector: np.ndarray) -> str:
     return "[" + ",".join(f"{x:.7g}" for x in vector.tolist()) + "]"
 
 
-def _write(space: EmbeddingSpace, rows: list[tuple[int, int, np.ndarray]]) -> None:
+def write_vectors(space: EmbeddingSpace, rows: list[tuple[int, int, np.ndarray]]) -> None:
+    """Upsert (chunk id, document id, vector) rows of one space."""
     dim = int(space.dimension)
     with transaction.atomic(), connection.cursor() as cur:
         # The insert trigger share-locks each row's document (see search/0004); taking
@@ -48,7 +49,7 @@ def embed_chunks(space: EmbeddingSpace, chunks: Iterable[Chunk]) -> int:
         raise ValueError(f"model produced {vectors.shape[1]} dims, space {space.name} expects {space.dimension}")
     # The chunk may have been replaced by a re-ingest while we encoded: write only live ones.
     live = set(Chunk.objects.filter(pk__in=[c.pk for c in chunks]).values_list("pk", flat=True))
-    _write(space, [(c.pk, c.document_id, v) for c, v in zip(chunks, vectors) if c.pk in live])
+    write_vectors(space, [(c.pk, c.document_id, v) for c, v in zip(chunks, vectors) if c.pk in live])
     return len(live)
 
 

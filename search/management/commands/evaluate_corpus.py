@@ -115,9 +115,14 @@ class Command(BaseCommand):
         self.stdout.write(f"keyword index: {time.perf_counter() - started:.1f}s")
         space, corpus_perf = None, {}
         if needs_vectors:
-            space, corpus_perf = qa.prepare_space(model_path, name="benchmark", progress=self._progress("embedding"))
-            self.stdout.write(f"\nembedded {corpus_perf['corpus_passages']} passages in "
-                              f"{corpus_perf['corpus_encode_s']}s ({corpus_perf['encode_passages_per_s']}/s)")
+            space, corpus_perf = qa.prepare_space(model_path, name="benchmark", progress=self._progress("embedding"),
+                                                  passages=data.passages, chunk_ids=chunk_ids)
+            if "vectors_from_cache" in corpus_perf:
+                self.stdout.write(f"vectors of {corpus_perf['corpus_passages']} passages from "
+                                  f"{corpus_perf['vectors_from_cache']}")
+            else:
+                self.stdout.write(f"\nembedded {corpus_perf['corpus_passages']} passages in "
+                                  f"{corpus_perf['corpus_encode_s']}s ({corpus_perf['encode_passages_per_s']}/s)")
         evaluation_set = qa.make_set(f"{format}-{split}", queries, chunk_ids)
         extra = {"benchmark": {"format": format, "files": data.files, "passages": len(data.passages),
                                "distractors": data.distractors, "split": split, "queries": len(queries),
