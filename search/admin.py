@@ -9,7 +9,7 @@ from search.services import spaces
 @admin.register(EmbeddingSpace)
 class EmbeddingSpaceAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "dimension", "max_seq_length", "traffic_share", "vectors", "status_message",
-                    "source", "warning")
+                    "calibrated", "source", "warning")
     list_filter = ("status",)
     readonly_fields = ("dimension", "embedded_chunks", "status_message", "created_at", "activated_at", "retired_at",
                        "model_card", "calibration")
@@ -20,6 +20,19 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         card = obj.model_card or {}
         parts = [card.get("source") or card.get("source_package"), card.get("package_version"), card.get("licence")]
         return " · ".join(str(p) for p in parts if p)
+
+    @admin.display(description=_("calibration"))
+    def calibrated(self, obj):
+        """Where the fusion weights and floors come from: this portal's own
+        evaluation set, or defaults measured on a public benchmark."""
+        record = obj.calibration or {}
+        if record.get("source") == "this portal":
+            return _("calibrated on %(set)s") % {"set": record.get("set", "?")}
+        if record.get("source"):
+            return format_html('<span style="color:#b54708">{}</span>', _(
+                "defaults from a public benchmark (%(benchmark)s), not calibrated on this portal")
+                % {"benchmark": record.get("benchmark", "?")})
+        return _("not calibrated")
 
     @admin.display(description=_("warning"))
     def warning(self, obj):
@@ -88,4 +101,3 @@ class FeedbackAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     has_view_permission = lambda self, request, obj=None: request.user.is_superuser  # noqa: E731
-from search.evaluation import admin as _evaluation_admin  # noqa: E402,F401

@@ -16,7 +16,6 @@ No Django database is needed.  The Vietnamese dataset part skips cleanly when
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import os
@@ -413,12 +412,10 @@ def test_fidelity_inline_texts(st_model, engine, engine_ids, record_property):
 def _vicov19qa_texts():
     if not VICOV19QA.exists():
         pytest.skip(f"dataset not available: {VICOV19QA}")
-    csv.field_size_limit(1 << 24)
-    with open(VICOV19QA, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="|"))
-    questions = [r["Question"] for r in rows if r.get("Question")][:N_QUESTIONS]
-    answers = [r["Answer_1"] for r in rows if r.get("Answer_1")][:N_ANSWERS]
-    return questions, answers
+    from search.evaluation.corpus import load_vicov19qa
+
+    data = load_vicov19qa([VICOV19QA])
+    return [q for q, _ in data.questions("test")][:N_QUESTIONS], data.passages[:N_ANSWERS]
 
 
 def test_fidelity_vicov19qa(st_model, engine, engine_ids, record_property):

@@ -32,6 +32,9 @@ def marked(html: str) -> list[str]:
 def test_phrases_are_highlighted_not_stray_syllables():
     text = ("Quy trình nghỉ phép áp dụng cho mọi người. Báo cáo giải trình số liệu; hành vi trái phép bị xử lý.")
     assert marked(make_snippet(text, "quy trình nghỉ phép")) == ["Quy trình nghỉ phép"]
+    # a phrase matched: the query's other syllables are not marked alone ("Quy" of "Quy chế")
+    assert marked(make_snippet("Quy chế này quy định chế độ nghỉ phép năm.", "quy trình nghỉ phép")) == [
+        "nghỉ phép"]
 
 
 def test_single_syllables_light_up_only_where_no_phrase_matches():
@@ -71,6 +74,17 @@ def test_coverage_counts_phrases_and_discounts_stray_syllables():
 CONTROL = ("Công ty Cổ phần Công nghệ Sao Việt (SVTech)\n"
            "Hướng dẫn cài đặt VPN\n=====================\n"
            "Mã tài liệu: IT_GUIDE_2024_001 | Phiên bản: 1.3 | Ngày hiệu lực: 17/06/2024\n")
+
+
+def test_a_title_glued_to_its_underline_and_control_fields_is_not_content():
+    # plain-text extraction joins "Title\n=====\nCompany Mã tài liệu: … | …" into one line
+    glued = ("Quy trình mua sắm hàng hóa ===================================== Công ty Cổ phần Sao Việt "
+             "Mã tài liệu: FIN_PROC_2025_002 | Phiên bản: 1.0 | Ngày hiệu lực: 02/01/2025")
+    assert [glued[x.start:x.end] for x in content_lines(glued)] == [
+        "Quy trình mua sắm hàng hóa", "Công ty Cổ phần Sao Việt"]
+    assert content_lines(glued, masthead=True) == []
+    prose = "Cài đặt bản cập nhật: phiên bản 2.0 yêu cầu khởi động lại máy sau khi cài đặt xong."
+    assert len(content_lines(prose)) == 1  # a label word inside a sentence is not a control field
 
 
 def test_control_lines_and_separators_are_not_content():

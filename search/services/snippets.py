@@ -4,9 +4,9 @@ query's words highlighted.
 - **Phrases first** (search.services.matching): a run of adjacent passage
   syllables matching adjacent query syllables is highlighted as one phrase,
   the longest first. A query syllable found alone is highlighted when it is a
-  word by itself (an acronym, a code: "VPN"), or when it is never part of a
-  phrase in the passage and is not a function word — so "quy trình nghỉ phép"
-  marks "quy trình" and "nghỉ phép", never "trình" in "giải trình".
+  word by itself (an acronym, a code: "VPN"), or — not a function word — when
+  no phrase of the query matches in the passage at all: "quy trình nghỉ phép"
+  marks "quy trình" and "nghỉ phép", never "trình" in "giải trình" beside them.
 - **Accents.** A query syllable typed with diacritics matches exactly (case
   aside); typed without, it matches any accented form ("nghi phep" marks
   "nghỉ phép").
@@ -61,16 +61,42 @@ class _Line:
     end: int
 
 
+# Lines, and runs of separator characters: plain-text extraction glues a
+# setext underline ("=====") and the next line to a title.
+_BREAK = re.compile(r"\n|[=\-_*#~]{3,}")
+_FIELD_START = re.compile(r"(?:^|(?<=\s))" + _CONTROL_LABEL.pattern.removeprefix(r"^\s*"), re.IGNORECASE)
+
+
+def _control_tail(segment: str) -> int | None:
+    """Where a run of 'label: value | label: value' document-control fields
+    glued to the end of a line begins, if one is."""
+    for match in _FIELD_START.finditer(segment):
+        fields = [f for f in segment[match.start():].split("|") if f.strip()]
+        if len(fields) >= 2 and all(_LABELLED_FIELD.fullmatch(f.strip()) for f in fields):
+            return match.start()
+    return None
+
+
 def content_lines(text: str, *, masthead: bool = False) -> list[_Line]:
-    """The lines of `text` that are content. With `masthead` (the document's
-    first chunk), the short lines before its first sentence-like line are the
-    masthead (company name, title, underline) and are left out too."""
+    """The stretches of `text` that are content: its lines, cut at separator
+    runs and before glued document-control fields, less control lines. With
+    `masthead` (the document's first chunk), the short lines before its first
+    sentence-like line (company name, title) are left out too."""
     lines, pos = [], 0
-    for raw in text.split("\n"):
-        start, end = pos, pos + len(raw)
-        pos = end + 1
-        if raw.strip() and not is_control_line(raw):
-            lines.append((_Line(start, end), raw))
+    pieces = []
+    for match in _BREAK.finditer(text):
+        pieces.append((pos, match.start()))
+        pos = match.end()
+    pieces.append((pos, len(text)))
+    for start, end in pieces:
+        tail = _control_tail(text[start:end])
+        end = start + tail if tail is not None else end
+        while start < end and text[start].isspace():
+            start += 1
+        while end > start and text[end - 1].isspace():
+            end -= 1
+        if start < end and not is_control_line(text[start:end]):
+            lines.append((_Line(start, end), text[start:end]))
     if masthead:
         first = next((i for i, (_, raw) in enumerate(lines) if _is_prose(raw)), len(lines))
         lines = lines[first:]
@@ -89,10 +115,10 @@ class Snippets:
         if not m.tokens:
             return []
         found = m.matches(text)
-        syl, in_phrase = found.syllables, found.phrase_positions
+        syl = found.syllables
         out = [(syl[i].start, syl[i + n - 1].end, n) for i, n, _ in found.phrases]
         for i, j in found.singles:
-            if m.standalone[j] or (j not in in_phrase and m.tokens[j] not in STOPWORDS):
+            if m.standalone[j] or (not found.phrases and m.tokens[j] not in STOPWORDS):
                 out.append((syl[i].start, syl[i].end, 1))
         return sorted(set(out))
 
