@@ -7,9 +7,10 @@ from django.http import Http404, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import urlencode
+from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from documents.models import Department, DocumentType, Tag
+from documents.models import Department, DocumentLanguage, DocumentType, Tag
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters
 from search.services.retrieval import SearchUnavailable, search
@@ -47,7 +48,7 @@ def search_page(request):
     context = {"query": query, "mode": mode, "modes": SearchMode.choices, "filters": filters,
                "document_types": DocumentType.choices, "departments": Department.objects.all(),
                "tags": Tag.objects.all(), "result": None, "error": None,
-               "languages": [("vi", "Tiếng Việt"), ("en", "English"), ("mixed", "Việt–Anh")]}
+               "languages": DocumentLanguage.choices}
     if query:
         if not request.session.session_key:
             request.session.save()
@@ -79,9 +80,9 @@ def feedback(request):
         document_id = int(request.POST["document_id"])
         kind = request.POST["kind"]
     except (KeyError, ValueError):
-        return HttpResponse("Bad request", status=400)
+        return HttpResponse(_("Bad request"), status=400)
     if kind not in (Feedback.Kind.HELPFUL, Feedback.Kind.NOT_HELPFUL):
-        return HttpResponse("Bad request", status=400)
+        return HttpResponse(_("Bad request"), status=400)
     try:
         record_feedback(request.user, search_id, document_id, kind, request.session.get(SESSION_SEARCHES, []))
     except FeedbackRefused:

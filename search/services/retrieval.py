@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from django.conf import settings
 from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, connections, transaction
+from django.utils.translation import gettext
 
 from documents.models import Chunk, Document
 from search.models import EmbeddingSpace, SearchMode
@@ -177,7 +178,7 @@ def ranked_chunks(query: str, mode: str, scope: SearchScope, space: EmbeddingSpa
     notice = ""
     if mode in (SearchMode.VECTOR, SearchMode.HYBRID, SearchMode.RERANK) and space is None:
         if mode == SearchMode.VECTOR:
-            raise SearchUnavailable("No embedding space is active yet.")
+            raise SearchUnavailable(gettext("No embedding space is active yet."))
         mode, notice = SearchMode.KEYWORD, "no-space"
     if mode == SearchMode.KEYWORD:
         return keyword_index.keyword_search(query, allowed_sql, params, limit=depth), notice
