@@ -183,6 +183,7 @@ AUTH_PASSWORD_VALIDATORS = [
 ]
 
 LANGUAGE_CODE = env.env_str("PORTAL_LANGUAGE", "vi", "Default interface language.", choices=("vi", "en"))
+# Names as the language switcher shows them: each in its own language (templates use name_local).
 LANGUAGES = [("vi", "Tiếng Việt"), ("en", "English")]
 LOCALE_PATHS = [BASE_DIR / "locale"]
 STATICFILES_DIRS = [BASE_DIR / "static"]
