@@ -3,7 +3,9 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.urls import reverse
+from django.utils.functional import lazy
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from guardian.admin import GuardedModelAdmin
 
@@ -69,7 +71,9 @@ def _set_level_action(level: int):
         modeladmin.message_user(request, _("%(n)d document(s) set to %(level)s.")
                                 % {"n": count, "level": AccessLevel(level).label})
     action.__name__ = f"set_access_level_{level}"
-    action.short_description = _("Set access level: %(label)s") % {"label": AccessLevel(level).label}
+    # Lazy: formatting a lazy string at import would fix it in the default language.
+    action.short_description = lazy(
+        lambda: gettext("Set access level: %(label)s") % {"label": AccessLevel(level).label}, str)()
     action.allowed_permissions = ("change",)
     return action
 
@@ -136,7 +140,7 @@ class DocumentAdmin(GuardedModelAdmin):
     def status_column(self, obj):
         if obj.status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING):
             return format_html('<span class="badge status-{}">{} {}%</span> <span class="muted">{}</span>',
-                               obj.status, obj.get_status_display(), obj.progress, obj.status_message)
+                               obj.status, obj.get_status_display(), obj.progress, obj.status_message_display)
         if obj.status == DocumentStatus.FAILED:
             return format_html('<span class="badge status-failed" title="{}">{}</span>', obj.error,
                                obj.get_status_display())

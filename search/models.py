@@ -65,6 +65,7 @@ class EmbeddingSpace(models.Model):
                                    name="traffic_share_0_1"),
         ]
         verbose_name = _("embedding space")
+        verbose_name_plural = _("embedding spaces")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.dimension}d, {self.status})"
@@ -166,6 +167,8 @@ class SearchLog(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("search log entry")
+        verbose_name_plural = _("search log")
 
 
 class Feedback(models.Model):
@@ -184,4 +187,6 @@ class Feedback(models.Model):
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")
 from search.evaluation.models import *  # noqa

@@ -30,6 +30,7 @@ class EvaluationSet(models.Model):
     class Meta:
         ordering = ["name"]
         verbose_name = _("evaluation set")
+        verbose_name_plural = _("evaluation sets")
 
     def __str__(self) -> str:
         return self.name
@@ -55,6 +56,7 @@ class EvaluationItem(models.Model):
     class Meta:
         ordering = ["evaluation_set_id", "pk"]
         verbose_name = _("evaluation item")
+        verbose_name_plural = _("evaluation items")
 
     def __str__(self) -> str:
         return self.query[:80]
@@ -110,6 +112,7 @@ class EvaluationRun(models.Model):
     class Meta:
         ordering = ["-created_at", "-pk"]
         verbose_name = _("evaluation run")
+        verbose_name_plural = _("evaluation runs")
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.set_name} · {self.space_name or '—'} · {self.mode}"
