@@ -30,6 +30,8 @@ DOMAINS = ("django", "djangojs")
 IGNORE = ["var/*", "tests/*", "bench/*", "docs/*", "docker/*", "documents/samples/*", "requirements/*", "node_modules/*"]
 VIETNAMESE_LETTERS = re.compile(
     "[àáảãạăằắẳẵặâầấẩẫậèéẻẽẹêềếểễệìíỉĩịòóỏõọôồốổỗộơờớởỡợùúủũụưừứửữựỳýỷỹỵđ]", re.IGNORECASE)
+# Our copies of packages' templates keep the packages' (English) msgids.
+THIRD_PARTY_TEMPLATES = ("templates/admin/", "templates/drf_spectacular/", "templates/rest_framework/")
 # Django's start page for a project without URLs (shown only with DEBUG and no URLconf).
 NEVER_SHOWN_SOURCES = ("views/templates/default_urlconf.html",)
 
@@ -44,10 +46,11 @@ def po_path(language: str, domain: str = "django", base: Path | None = None) -> 
 
 def msgid_language(msgid: str, occurrences=()) -> str:
     """The language a msgid is written in: Vietnamese if it has Vietnamese
-    letters or comes only from templates (the convention), else English."""
+    letters or comes only from our own templates (the convention), else English."""
     if VIETNAMESE_LETTERS.search(msgid):
         return "vi"
-    if occurrences and all(path.startswith("templates/") for path, _ in occurrences):
+    if occurrences and all(path.startswith("templates/") and not path.startswith(THIRD_PARTY_TEMPLATES)
+                           for path, _ in occurrences):
         return "vi"
     return "en"
 
@@ -180,20 +183,31 @@ def translation_gaps(base: Path | None = None) -> tuple[dict, dict]:
 def source_drift() -> tuple[dict, dict]:
     """Run makemessages on a copy of the catalogs: (msgids the sources have and
     the catalogs lack, msgids the catalogs have and the sources lack)."""
+    from django.core.management import call_command
     from django.test.utils import override_settings
 
     polib = _polib()
     added, removed = {}, {}
     with tempfile.TemporaryDirectory() as tmp:
-        copy = Path(tmp) / "locale"
+        # makemessages writes next to the sources' nearest locale folder (./locale
+        # counts whatever LOCALE_PATHS say): run it in a tree of links to the
+        # sources beside a copy of the catalogs, so the real ones stay untouched.
+        root = Path(tmp)
+        copy = root / "locale"
         shutil.copytree(locale_dir(), copy)
-        with override_settings(LOCALE_PATHS=[copy]):
-            with _in_project_root():
+        skipped = {pattern.split("/")[0] for pattern in IGNORE if pattern.count("/") == 1} | {"locale"}
+        for item in Path(settings.BASE_DIR).iterdir():
+            if not item.name.startswith(".") and item.name not in skipped:
+                (root / item.name).symlink_to(item, target_is_directory=item.is_dir())
+        previous = os.getcwd()
+        os.chdir(root)
+        try:
+            with override_settings(LOCALE_PATHS=[copy]):
                 for domain in DOMAINS:
-                    from django.core.management import call_command
-
                     call_command("makemessages", locale=list(LANGUAGES), domain=domain, ignore_patterns=IGNORE,
-                                 no_obsolete=False, verbosity=0)
+                                 symlinks=True, no_obsolete=False, verbosity=0)
+        finally:
+            os.chdir(previous)
         for language in LANGUAGES:
             for domain in DOMAINS:
                 fresh, ours = po_path(language, domain, copy), po_path(language, domain)
