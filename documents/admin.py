@@ -7,7 +7,7 @@ from django.utils.functional import lazy
 from django.utils.html import format_html
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from guardian.admin import GuardedModelAdmin
+from guardian.admin import GroupManage, GuardedModelAdmin
 
 from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag
 from documents.selectors import visible_documents
@@ -65,6 +65,14 @@ class ChunkInline(admin.TabularInline):
     show_change_link = True
 
 
+class GroupManageForm(GroupManage):
+    """guardian's group form, whose field label is the bare field name (never translated)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].label = _("Group")
+
+
 def _set_level_action(level: int):
     def action(modeladmin, request, queryset):
         count = queryset.update(access_level=level)
@@ -100,6 +108,9 @@ class DocumentAdmin(GuardedModelAdmin):
     class Media:
         js = ("django_htmx/htmx-2.min.js",)
         css = {"all": ("portal/portal.css",)}
+
+    def get_obj_perms_group_select_form(self, request):
+        return GroupManageForm
 
     def get_queryset(self, request):
         # Staff who are not superusers administer only what they may see.

@@ -144,7 +144,8 @@ class Document(models.Model):
 
 
 class Chunk(models.Model):
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks",
+                                 verbose_name=_("document"))
     ordinal = models.PositiveIntegerField(_("position"))
     text = models.TextField(_("text"))
     token_count = models.PositiveIntegerField(_("tokens"))
