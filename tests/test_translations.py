@@ -321,3 +321,14 @@ def test_processing_steps_are_stored_as_msgids_and_shown_translated():
         assert body["status_message"] == label
         assert body["status"] == "processing"
         assert body["status_label"] == ("Đang xử lý" if language == "vi" else "Processing")
+
+
+def test_server_error_page_is_translated_and_standalone():
+    """500.html renders without a request context (no user, no database)."""
+    from django.test import RequestFactory
+    from django.views.defaults import server_error
+
+    for language, text in (("vi", "Lỗi máy chủ"), ("en", "Server error")):
+        with translation.override(language):
+            page = server_error(RequestFactory().get("/")).content.decode()
+        assert text in page and f'<html lang="{language}">' in page
