@@ -3,9 +3,11 @@ from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
 from django.urls import reverse
+from django.utils.functional import lazy
 from django.utils.html import format_html
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
-from guardian.admin import GuardedModelAdmin
+from guardian.admin import GroupManage, GuardedModelAdmin
 
 from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag
 from documents.selectors import visible_documents
@@ -63,13 +65,23 @@ class ChunkInline(admin.TabularInline):
     show_change_link = True
 
 
+class GroupManageForm(GroupManage):
+    """guardian's group form, whose field label is the bare field name (never translated)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["group"].label = _("Group")
+
+
 def _set_level_action(level: int):
     def action(modeladmin, request, queryset):
         count = queryset.update(access_level=level)
         modeladmin.message_user(request, _("%(n)d document(s) set to %(level)s.")
                                 % {"n": count, "level": AccessLevel(level).label})
     action.__name__ = f"set_access_level_{level}"
-    action.short_description = _("Set access level: %(label)s") % {"label": AccessLevel(level).label}
+    # Lazy: formatting a lazy string at import would fix it in the default language.
+    action.short_description = lazy(
+        lambda: gettext("Set access level: %(label)s") % {"label": AccessLevel(level).label}, str)()
     action.allowed_permissions = ("change",)
     return action
 
@@ -96,6 +108,9 @@ class DocumentAdmin(GuardedModelAdmin):
     class Media:
         js = ("django_htmx/htmx-2.min.js",)
         css = {"all": ("portal/portal.css",)}
+
+    def get_obj_perms_group_select_form(self, request):
+        return GroupManageForm
 
     def get_queryset(self, request):
         # Staff who are not superusers administer only what they may see.
@@ -136,7 +151,7 @@ class DocumentAdmin(GuardedModelAdmin):
     def status_column(self, obj):
         if obj.status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING):
             return format_html('<span class="badge status-{}">{} {}%</span> <span class="muted">{}</span>',
-                               obj.status, obj.get_status_display(), obj.progress, obj.status_message)
+                               obj.status, obj.get_status_display(), obj.progress, obj.status_message_display)
         if obj.status == DocumentStatus.FAILED:
             return format_html('<span class="badge status-failed" title="{}">{}</span>', obj.error,
                                obj.get_status_display())

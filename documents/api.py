@@ -5,16 +5,18 @@ from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db.models import Count
-from django.http import FileResponse
+from django.http import FileResponse, Http404
+from django.utils.translation import gettext as _
+from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import PermissionDenied
+from rest_framework.exceptions import NotFound, PermissionDenied
 from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from documents.models import AccessLevel, Chunk, Document, DocumentType
+from documents.models import AccessLevel, Chunk, Document, DocumentLanguage, DocumentType
 from documents.selectors import can_manage, can_view, visible_documents
 from documents.services.intake import UploadMetadata, register_upload, request_reprocessing
 
@@ -31,11 +33,24 @@ class DocumentSerializer(serializers.ModelSerializer):
     owner = serializers.SlugRelatedField(read_only=True, slug_field="username")
     chunk_count = serializers.SerializerMethodField()
     download_url = serializers.SerializerMethodField()
+    # Codes are for programs, labels for people: each choice comes with its label
+    # in the request's language (Accept-Language), and the processing step with
+    # its stable key (`step`) beside the translated `status_message`.
+    document_type_label = serializers.CharField(source="get_document_type_display", read_only=True)
+    access_level_label = serializers.CharField(source="get_access_level_display", read_only=True)
+    language_label = serializers.CharField(source="get_language_display", read_only=True)
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+    step = serializers.CharField(source="status_message", read_only=True,
+                                 help_text="The current processing step as a stable key (English), e.g. "
+                                           "'Extracting text'; empty before the first step.")
+    status_message = serializers.CharField(source="status_message_display", read_only=True,
+                                           help_text="The current processing step in the request's language.")
 
     class Meta:
         model = Document
-        fields = ["id", "code", "title", "document_type", "access_level", "departments", "tags", "language",
-                  "version", "effective_date", "status", "progress", "status_message", "error",
+        fields = ["id", "code", "title", "document_type", "document_type_label", "access_level",
+                  "access_level_label", "departments", "tags", "language", "language_label",
+                  "version", "effective_date", "status", "status_label", "progress", "step", "status_message", "error",
                   "original_filename", "file_size", "checksum", "owner", "chunk_count", "download_url",
                   "created_at", "updated_at", "processed_at"]
 
@@ -75,15 +90,17 @@ class UploadSerializer(serializers.Serializer):
     access_level = serializers.ChoiceField(choices=AccessLevel.choices, default=AccessLevel.INTERNAL)
     departments = ListField(child=serializers.CharField(), required=False, default=list)
     tags = ListField(child=serializers.CharField(), required=False, default=list)
-    language = serializers.CharField(required=False, default="vi", max_length=16)
+    language = serializers.ChoiceField(
+        choices=DocumentLanguage.choices, default=DocumentLanguage.VIETNAMESE,
+        error_messages={"invalid_choice": gettext_lazy('"{input}" is not a language of the portal; use vi, en or mixed.')})
     version = serializers.CharField(required=False, default="1.0", max_length=32)
     effective_date = serializers.DateField(required=False, allow_null=True, default=None)
     replace = serializers.BooleanField(required=False, default=False,
-                                       help_text="Store a new version of the document with this code.")
+                                       help_text=gettext_lazy("Store a new version of the document with this code."))
 
 
 class CanUpload(permissions.BasePermission):
-    message = "Uploading needs an account with the 'add document' permission."
+    message = gettext_lazy("Uploading needs an account with the 'add document' permission.")
 
     def has_permission(self, request, view):
         if view.action not in ("create", "upsert"):
@@ -118,6 +135,13 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
 
             qs = qs.filter(Q(code__icontains=params["q"]) | Q(title__icontains=params["q"]))
         return qs.select_related("owner").distinct().order_by("code")
+
+    def get_object(self):
+        try:
+            return super().get_object()
+        except Http404:
+            # DRF would answer Django's untranslated "No Document matches the given query."
+            raise NotFound() from None
 
     def get_serializer_class(self):
         if self.action == "retrieve":
@@ -156,8 +180,8 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             if existing is not None and not can_manage(request.user, existing):
                 # A code held by a document the client cannot see: refuse without saying anything about it.
                 if not can_view(request.user, existing):
-                    raise ApiValidationError({"code": ["This code cannot be used."]})
-                raise PermissionDenied("You may not replace this document.")
+                    raise ApiValidationError({"code": [_("This code cannot be used.")]})
+                raise PermissionDenied(_("You may not replace this document."))
         try:
             result = register_upload(upload, upload.name, meta, owner=request.user, replace=replace)
         except DjangoValidationError as exc:
@@ -167,8 +191,8 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
             visible = can_view(request.user, result.document)
             return Response({
                 "duplicate": True,
-                "detail": "Already have it: an identical file is in the portal." if visible else
-                          "An identical file is already in the portal; you do not have access to it.",
+                "detail": _("Already have it: an identical file is in the portal.") if visible else
+                          _("An identical file is already in the portal; you do not have access to it."),
                 "document": DocumentSerializer(result.document, context=ctx).data if visible else None,
             }, status=status.HTTP_200_OK)
         return Response(DocumentSerializer(result.document, context=ctx).data,
@@ -177,7 +201,7 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     def destroy(self, request, *args, **kwargs):
         document = self.get_object()  # 404 when not visible
         if not can_manage(request.user, document):
-            raise PermissionDenied("You may not delete this document.")
+            raise PermissionDenied(_("You may not delete this document."))
         document.source_file.delete(save=False)
         document.delete()
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -194,7 +218,7 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     def reingest(self, request, pk=None):
         document = self.get_object()
         if not can_manage(request.user, document):
-            raise PermissionDenied("You may not re-ingest this document.")
+            raise PermissionDenied(_("You may not re-ingest this document."))
         request_reprocessing(Document.objects.filter(pk=document.pk))
         document.refresh_from_db()
         return Response(DocumentSerializer(document, context=self.get_serializer_context()).data,

@@ -4,6 +4,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.contrib.postgres.fields import ArrayField
 from django.db import models
+from django.utils.translation import gettext, gettext_noop
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -68,6 +69,25 @@ class DocumentStatus(models.TextChoices):
     FAILED = "failed", _("Lỗi (failed)")
 
 
+class DocumentLanguage(models.TextChoices):
+    VIETNAMESE = "vi", _("Vietnamese")
+    ENGLISH = "en", _("English")
+    MIXED = "mixed", _("Mixed (Vietnamese–English)")
+
+
+class ProcessingStep:
+    """What `Document.status_message` holds: stable English msgids, stored as
+    they are and translated when shown (`Document.status_message_display`), so
+    a page, the admin and the API show the step in the reader's language."""
+
+    QUEUED = gettext_noop("Queued")
+    EXTRACTING = gettext_noop("Extracting text")
+    CHUNKING = gettext_noop("Chunking")
+    KEYWORDS = gettext_noop("Extracting keywords")
+    READY = gettext_noop("Ready")
+    FAILED = gettext_noop("Failed")
+
+
 def original_upload_path(instance: "Document", filename: str) -> str:
     # Content-addressed: the checksum is unique, so two uploads never overwrite each other.
     return f"originals/{instance.checksum[:2]}/{instance.checksum}/{filename}"
@@ -84,8 +104,8 @@ class Document(models.Model):
     access_level = models.PositiveSmallIntegerField(_("access level"), choices=AccessLevel.choices,
                                                     default=AccessLevel.INTERNAL, db_index=True)
     tags = models.ManyToManyField(Tag, blank=True, related_name="documents", verbose_name=_("tags"))
-    language = models.CharField(_("language"), max_length=16, default="vi",
-                                help_text=_("vi, en, or mixed"))
+    language = models.CharField(_("language"), max_length=16, choices=DocumentLanguage.choices,
+                                default=DocumentLanguage.VIETNAMESE)
     source_file = models.FileField(_("original file"), upload_to=original_upload_path, max_length=500)
     original_filename = models.CharField(_("original file name"), max_length=255)
     file_size = models.PositiveBigIntegerField(_("size (bytes)"), default=0)
@@ -117,9 +137,15 @@ class Document(models.Model):
     def __str__(self) -> str:
         return f"{self.code}: {self.title}"
 
+    @property
+    def status_message_display(self) -> str:
+        """The current step in the active language (stored as a msgid)."""
+        return gettext(self.status_message) if self.status_message else ""
+
 
 class Chunk(models.Model):
-    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks")
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="chunks",
+                                 verbose_name=_("document"))
     ordinal = models.PositiveIntegerField(_("position"))
     text = models.TextField(_("text"))
     token_count = models.PositiveIntegerField(_("tokens"))

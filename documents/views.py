@@ -13,9 +13,9 @@ from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy as _l
+from django.utils.translation import gettext_lazy
 
-from documents.models import AccessLevel, Department, DocumentStatus, DocumentType, Tag
+from documents.models import AccessLevel, Department, DocumentLanguage, DocumentStatus, DocumentType, Tag
 from documents.selectors import visible_documents
 from documents.services.intake import UploadMetadata, register_upload
 
@@ -71,18 +71,17 @@ def download(request, pk):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label=_l("File"))
-    title = forms.CharField(label=_l("Title"), required=False, max_length=300)
-    code = forms.CharField(label=_l("Code"), required=False, max_length=64,
-                           help_text=_l("e.g. HR_POLICY_2024_001; left empty, it is made from the file name."))
-    document_type = forms.ChoiceField(label=_l("Type"), choices=DocumentType.choices)
-    access_level = forms.TypedChoiceField(label=_l("Access level"), choices=AccessLevel.choices, coerce=int,
+    file = forms.FileField(label=gettext_lazy("File"))
+    title = forms.CharField(label=gettext_lazy("Title"), required=False, max_length=300)
+    code = forms.CharField(label=gettext_lazy("Code"), required=False, max_length=64,
+                           help_text=gettext_lazy("e.g. HR_POLICY_2024_001; left empty, it is made from the file name."))
+    document_type = forms.ChoiceField(label=gettext_lazy("Type"), choices=DocumentType.choices)
+    access_level = forms.TypedChoiceField(label=gettext_lazy("Access level"), choices=AccessLevel.choices, coerce=int,
                                           initial=AccessLevel.INTERNAL)
-    departments = forms.ModelMultipleChoiceField(label=_l("Departments"), queryset=Department.objects.all(),
+    departments = forms.ModelMultipleChoiceField(label=gettext_lazy("Departments"), queryset=Department.objects.all(),
                                                  required=False)
-    tags = forms.ModelMultipleChoiceField(label=_l("Tags"), queryset=Tag.objects.all(), required=False)
-    language = forms.ChoiceField(label=_l("Language"),
-                                 choices=[("vi", "Tiếng Việt"), ("en", "English"), ("mixed", "Mixed")])
+    tags = forms.ModelMultipleChoiceField(label=gettext_lazy("Tags"), queryset=Tag.objects.all(), required=False)
+    language = forms.ChoiceField(label=gettext_lazy("Language"), choices=DocumentLanguage.choices)
 
 
 @login_required

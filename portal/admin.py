@@ -12,3 +12,8 @@ class UserAdmin(BaseUserAdmin):
     list_display = ("username", "email", "clearance", "is_active", "is_staff", "is_superuser")
     list_filter = BaseUserAdmin.list_filter + ("clearance", "departments")
     filter_horizontal = BaseUserAdmin.filter_horizontal + ("departments",)
+
+# The admin carries the portal's name (translated) instead of "Django administration".
+admin.site.site_header = _("Document portal administration")
+admin.site.site_title = _("Document portal")
+admin.site.index_title = _("Administration")

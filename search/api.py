@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
@@ -120,5 +121,5 @@ class FeedbackView(APIView):
         try:
             feedback = record_feedback(request.user, data["search_id"], data["document_id"], data["kind"])
         except FeedbackRefused:
-            return Response({"detail": "Not found."}, status=status.HTTP_404_NOT_FOUND)
+            raise NotFound() from None
         return Response({"id": feedback.pk}, status=status.HTTP_201_CREATED)

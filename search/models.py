@@ -59,11 +59,11 @@ class EmbeddingSpace(models.Model):
     calibration = models.JSONField(_("calibration"), default=dict, blank=True,
                                    help_text=_("How the fusion weights were chosen (set, metric, curve)."))
     model_card = models.JSONField(_("model card"), default=dict, blank=True)
-    embedded_chunks = models.PositiveIntegerField(default=0)
-    status_message = models.CharField(max_length=200, blank=True)
-    created_at = models.DateTimeField(auto_now_add=True)
-    activated_at = models.DateTimeField(null=True, blank=True)
-    retired_at = models.DateTimeField(null=True, blank=True)
+    embedded_chunks = models.PositiveIntegerField(_("embedded chunks"), default=0)
+    status_message = models.CharField(_("current step"), max_length=200, blank=True)
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+    activated_at = models.DateTimeField(_("activated"), null=True, blank=True)
+    retired_at = models.DateTimeField(_("retired"), null=True, blank=True)
 
     class Meta:
         ordering = ["-status", "name"]
@@ -73,6 +73,7 @@ class EmbeddingSpace(models.Model):
                                    name="traffic_share_0_1"),
         ]
         verbose_name = _("embedding space")
+        verbose_name_plural = _("embedding spaces")
 
     def __str__(self) -> str:
         return f"{self.name} ({self.dimension}d, {self.status})"
@@ -158,22 +159,26 @@ class SearchMode(models.TextChoices):
 
 
 class SearchLog(models.Model):
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    client_key = models.CharField(max_length=64, blank=True,
-                                  help_text="anonymous searches: a hash of the visitor's cookie id (their votes)")
-    query = models.CharField(max_length=500)
-    mode = models.CharField(max_length=16, choices=SearchMode.choices)
-    space = models.ForeignKey(EmbeddingSpace, null=True, blank=True, on_delete=models.SET_NULL)
-    filters = models.JSONField(default=dict, blank=True)
-    results = models.JSONField(default=list, blank=True, help_text="[{rank, chunk_id, document_id, score}]")
-    page = models.PositiveIntegerField(default=1)
-    result_count = models.PositiveIntegerField(default=0)
-    latency_ms = models.FloatField(default=0)
-    via = models.CharField(max_length=8, default="portal")
-    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             verbose_name=_("user"))
+    client_key = models.CharField(_("anonymous visitor"), max_length=64, blank=True,
+                                  help_text=_("Anonymous searches: a hash of the visitor's cookie id (their votes)."))
+    query = models.CharField(_("query"), max_length=500)
+    mode = models.CharField(_("mode"), max_length=16, choices=SearchMode.choices)
+    space = models.ForeignKey(EmbeddingSpace, null=True, blank=True, on_delete=models.SET_NULL,
+                              verbose_name=_("space"))
+    filters = models.JSONField(_("filters"), default=dict, blank=True)
+    results = models.JSONField(_("results"), default=list, blank=True, help_text="[{rank, chunk_id, document_id, score}]")
+    page = models.PositiveIntegerField(_("page"), default=1)
+    result_count = models.PositiveIntegerField(_("results found"), default=0)
+    latency_ms = models.FloatField(_("latency (ms)"), default=0)
+    via = models.CharField(_("via"), max_length=8, default="portal")
+    created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("search log entry")
+        verbose_name_plural = _("search log")
 
 
 class Feedback(models.Model):
@@ -182,13 +187,17 @@ class Feedback(models.Model):
         NOT_HELPFUL = "not_helpful", _("not helpful")
         CLICK = "click", _("click")
 
-    search = models.ForeignKey(SearchLog, on_delete=models.CASCADE, related_name="feedback")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL)
-    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.SET_NULL)
-    document = models.ForeignKey(Document, on_delete=models.CASCADE)
-    rank = models.PositiveIntegerField()
-    kind = models.CharField(max_length=16, choices=Kind.choices)
-    created_at = models.DateTimeField(auto_now_add=True)
+    search = models.ForeignKey(SearchLog, on_delete=models.CASCADE, related_name="feedback",
+                               verbose_name=_("search"))
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                             verbose_name=_("user"))
+    chunk = models.ForeignKey(Chunk, null=True, blank=True, on_delete=models.SET_NULL, verbose_name=_("chunk"))
+    document = models.ForeignKey(Document, on_delete=models.CASCADE, verbose_name=_("document"))
+    rank = models.PositiveIntegerField(_("rank"))
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
+    created_at = models.DateTimeField(_("time"), auto_now_add=True)
 
     class Meta:
         ordering = ["-created_at"]
+        verbose_name = _("feedback")
+        verbose_name_plural = _("feedback")

@@ -12,9 +12,9 @@ from django.utils.http import urlencode
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
-from documents.models import Department, DocumentType
+from documents.models import Department, DocumentLanguage, DocumentType
 from search.models import Feedback, SearchMode
-from search.services.filters import SearchFilters, facet_tags, search_languages
+from search.services.filters import SearchFilters, facet_tags
 from search.services.modes import NOTICES, SearchUnavailable
 from search.services.results import clean_query, run_search
 from search.services.search_log import FeedbackRefused, record_feedback
@@ -73,7 +73,8 @@ def search_page(request):
     filters = filters_from(request.GET)
     context = {"query": query, "mode": mode, "modes": SearchMode.choices, "filters": filters,
                "document_types": DocumentType.choices, "departments": Department.objects.all(),
-               "tags": facet_tags(request.user), "languages": search_languages(), "result": None, "error": None}
+               "tags": facet_tags(request.user), "languages": DocumentLanguage.choices, "result": None,
+               "error": None}
     if query:
         try:
             page = int(request.GET.get("page") or 1)

@@ -1,9 +1,12 @@
 """Admin upload and actions; portal upload, document page with live status, i18n."""
+import re
+
 import pytest
 from django.contrib.auth.models import Permission
 from django.test import Client
 
 from documents.models import Document
+from portal.models import User
 from tests import factories as f
 from tests import files
 
@@ -104,3 +107,89 @@ def test_login_and_logout():
     assert "lan" in client.get("/").content.decode()
     client.post("/logout/")
     assert "Đăng nhập" in client.get("/").content.decode()
+
+
+def test_status_poll_brings_the_content_when_processing_ends():
+    """The page polls the status fragment with the status it last saw; the poll
+    that sees 'ready' after pending/processing carries the chunks out of band."""
+    from documents.services.processing import process_document
+
+    owner = f.user("ana", is_superuser=True)
+    doc = f.document(1, status="pending", owner=owner)
+    client = Client()
+    client.force_login(owner)
+    page = client.get(f"/documents/{doc.pk}/").content.decode()
+    assert f"/documents/{doc.pk}/status/?since=pending" in page and '<div id="doc-content">' in page
+    process_document(doc.pk)
+    for since in ("pending", "processing"):
+        fragment = client.get(f"/documents/{doc.pk}/status/?since={since}").content.decode()
+        assert '<div id="doc-content" hx-swap-oob="true">' in fragment and "Mục đích" in fragment
+    for url in (f"/documents/{doc.pk}/status/?since=ready", f"/documents/{doc.pk}/status/"):
+        assert "hx-swap-oob" not in client.get(url).content.decode()  # later polls, the admin's fragment
+    assert "Mục đích" in client.get(f"/documents/{doc.pk}/").content.decode()
+
+
+def test_vote_buttons_are_labelled_text_with_an_icon_not_emoji():
+    from documents.services.processing import process_document
+    from search.services import keyword_index
+
+    process_document(f.document(0, text="# Hướng dẫn VPN\n\n## Cài đặt\n\nTải VPN client về máy.\n",
+                                status="pending").pk)
+    keyword_index.rebuild()
+    page = Client().get("/search/", {"q": "VPN", "mode": "keyword"}).content.decode()
+    assert 'class="vote-helpful"' in page
+    assert not re.search("[\U0001F300-\U0001FAFF\u2600-\u27BF]", page)  # no emoji anywhere
+    helpful = re.search(r'<button[^>]*class="vote-helpful"[^>]*>(.*?)</button>', page, re.S)[1]
+    assert "<svg" in helpful and 'aria-hidden="true"' in helpful
+    assert re.sub(r"<svg.*?</svg>", "", helpful, flags=re.S).strip() == "Hữu ích"
+    english = Client(HTTP_ACCEPT_LANGUAGE="en").get("/search/", {"q": "VPN", "mode": "keyword"}).content.decode()
+    assert "Not helpful</button>" in english
+
+
+def test_admin_carries_the_portal_name_in_both_languages(admin_client):
+    page = admin_client.get("/admin/").content.decode()
+    assert "Quản trị cổng tài liệu" in page and "Django" not in page
+    english = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
+    assert "Document portal administration" in english and "Django" not in english
+
+
+def test_language_is_a_choice_everywhere_with_a_clear_refusal(admin_client):
+    from rest_framework.authtoken.models import Token
+
+    f.department("HR")
+    root = User.objects.get(username="root")
+    api = Client(HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=root).key}", HTTP_ACCEPT_LANGUAGE="en")
+    refused = api.post("/api/v1/documents/", {"file": files.upload_file("a.md", files.md_bytes()), "language": "fr"})
+    assert refused.status_code == 400
+    assert refused.json()["language"] == ['"fr" is not a language of the portal; use vi, en or mixed.']
+    vi = api.post("/api/v1/documents/", {"file": files.upload_file("a.md", files.md_bytes()), "language": "fr"},
+                  HTTP_ACCEPT_LANGUAGE="vi")
+    assert "hãy dùng vi, en hoặc mixed" in vi.json()["language"][0]
+    assert Document.objects.count() == 0
+    created = api.post("/api/v1/documents/", {"file": files.upload_file("a.md", files.md_bytes()), "language": "mixed"})
+    assert created.status_code == 201, created.content
+    assert created.json()["language"] == "mixed" and created.json()["language_label"] == "Mixed (Vietnamese–English)"
+    form = {"code": "HR_X_1", "title": "x", "document_type": "policy", "access_level": "1", "language": "de",
+            "version": "1.0", "upload": files.upload_file("b.md", b"# B\n\nbbb\n")}
+    page = admin_client.post("/admin/documents/document/add/", form)
+    assert page.status_code == 200 and "language" in page.context["adminform"].form.errors
+    assert Document.objects.count() == 1
+    upload = Client()
+    upload.force_login(root)
+    response = upload.post("/documents/upload/", {"file": files.upload_file("c.md", b"# C\n\nccc\n"),
+                                                  "document_type": "policy", "access_level": "1", "language": "xx"})
+    assert response.status_code == 200 and "language" in response.context["form"].errors
+    assert Document.objects.count() == 1
+
+
+def test_language_migration_maps_free_text_onto_the_choices():
+    import importlib
+
+    from django.apps import apps
+
+    migration = importlib.import_module("documents.migrations.0003_document_language_choices")
+    docs = [f.document(1) for _ in range(4)]
+    for doc, value in zip(docs, ("Vietnamese", " EN ", "vi-en", "klingon")):
+        Document.objects.filter(pk=doc.pk).update(language=value)
+    migration.map_languages(apps, None)
+    assert [Document.objects.get(pk=d.pk).language for d in docs] == ["vi", "en", "mixed", "vi"]

@@ -14,7 +14,8 @@ pytestmark = pytest.mark.django_db
 
 def token_client(user):
     token = Token.objects.create(user=user)
-    return Client(HTTP_AUTHORIZATION=f"Token {token.key}")
+    # messages below are matched in English; the API answers in the request's language
+    return Client(HTTP_AUTHORIZATION=f"Token {token.key}", HTTP_ACCEPT_LANGUAGE="en")
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 Playwright): log in, search, filter, open a result, vote."""
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -56,7 +57,7 @@ def portal_data(transactional_db, minilm_path):
 
 
 def test_login_search_filter_open_and_vote(live_server, browser, portal_data, tmp_path):
-    page = browser.new_page()
+    page = browser.new_page(locale="vi-VN")
     page.goto(f"{live_server.url}/login/")
     page.fill("input[name=username]", "lan")
     page.fill("input[name=password]", "pw-lan")
@@ -79,7 +80,9 @@ def test_login_search_filter_open_and_vote(live_server, browser, portal_data, tm
     assert "Báo cáo nghỉ phép quý 3" in page.locator("article.result h3").inner_text()
     assert "type=report" in page.url
 
-    # vote on the result, then open it
+    # vote on the result (a labelled button with an icon, not an emoji), then open it
+    assert page.locator("article.result .vote-helpful").first.inner_text().strip() == "Hữu ích"
+    assert page.locator("article.result .vote-helpful svg").first.bounding_box()["width"] > 0
     page.click("article.result .vote-helpful")
     page.wait_for_selector("article.result .voted")
     assert Feedback.objects.filter(kind="helpful", user__username="lan").count() == 1
@@ -100,3 +103,50 @@ def test_accentless_query_offers_did_you_mean(live_server, browser, portal_data)
     assert not any("Báo cáo" in t for t in titles)  # anonymous: the report is internal
     page.goto(f"{live_server.url}/search/?q=VPN")
     assert "Hướng dẫn VPN" in page.locator("article.result h3").first.inner_text()
+
+
+def _login(page, live_server, username):
+    page.goto(f"{live_server.url}/login/")
+    page.fill("input[name=username]", username)
+    page.fill("input[name=password]", f"pw-{username}")
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live_server.url}/")
+
+
+def test_document_page_shows_the_content_when_processing_ends(live_server, browser, transactional_db):
+    owner = f.user("ana", departments=["HR"])
+    doc = f.document(2, status="pending", owner=owner,
+                     text="# Quy định làm việc từ xa\n\n## Phạm vi\n\nÁp dụng cho toàn công ty từ năm 2031.\n")
+    page = browser.new_page(locale="vi-VN")
+    _login(page, live_server, "ana")
+    page.goto(f"{live_server.url}/documents/{doc.pk}/")
+    assert page.locator("#doc-content .chunk").count() == 0
+    assert "Đang chờ xử lý" in page.locator("#doc-status").inner_text()  # the step, translated
+    process_document(doc.pk)  # what the worker does meanwhile
+    page.wait_for_selector("#doc-content .chunk", timeout=20000)  # no reload
+    assert "Áp dụng cho toàn công ty" in page.locator("#doc-content").inner_text()
+    assert "Sẵn sàng" in page.locator("#doc-status").inner_text()
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1
+
+
+def test_api_docs_load_nothing_from_other_hosts(live_server, browser, transactional_db):
+    """Every request the browser makes for the Swagger UI and Redoc pages goes
+    to the portal (an offline network breaks anything else)."""
+    page = browser.new_page()
+    foreign = []
+
+    def route(request_route):
+        if urlsplit(request_route.request.url).hostname in ("localhost", "127.0.0.1"):
+            request_route.continue_()
+        else:
+            foreign.append(request_route.request.url)
+            request_route.abort()
+
+    page.route("**/*", route)
+    page.goto(f"{live_server.url}/api/redoc/")
+    page.wait_for_selector("h1:has-text('Document knowledge portal API')", timeout=30000)
+    page.wait_for_selector("li[data-item-id]", timeout=30000)  # the operations, from the schema
+    page.goto(f"{live_server.url}/api/docs/")
+    page.wait_for_selector(".opblock", timeout=30000)
+    page.wait_for_timeout(500)
+    assert foreign == []

@@ -78,8 +78,10 @@ def test_bad_search_requests_are_400(corpus):
 def test_vector_mode_without_any_space_is_a_clear_503():
     ready(0, PUBLIC)
     keyword_index.rebuild()
-    response = post_search(Client(), query="VPN", mode="vector")
+    response = post_search(Client(HTTP_ACCEPT_LANGUAGE="en"), query="VPN", mode="vector")
     assert response.status_code == 503 and "No embedding space" in response.json()["detail"]
+    vietnamese = post_search(Client(), query="VPN", mode="vector")  # the default language
+    assert "Chưa có không gian nhúng" in vietnamese.json()["detail"]
     fallback = post_search(Client(), query="VPN", mode="hybrid").json()  # hybrid falls back to keywords
     assert fallback["notice"] == "no-space" and fallback["total_documents"] == 1
 

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
-from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag
+from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, ProcessingStep, Tag
 from documents.services.text import code_from_filename
 
 
@@ -117,7 +117,7 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
             doc.original_filename = filename
             doc.file_size = size
             doc.status = DocumentStatus.PENDING
-            doc.progress, doc.status_message, doc.error, doc.attempts = 0, "Queued", "", 0
+            doc.progress, doc.status_message, doc.error, doc.attempts = 0, ProcessingStep.QUEUED, "", 0
             if owner is not None and getattr(owner, "is_authenticated", False) and doc.owner_id is None:
                 doc.owner = owner
             doc.source_file.save(filename, File(fh), save=False)
@@ -146,7 +146,7 @@ def request_reprocessing(documents) -> int:
     """Re-ingest (admin action, API): back to pending and queued again."""
     ids = list(documents.values_list("pk", flat=True))
     Document.objects.filter(pk__in=ids).update(status=DocumentStatus.PENDING, progress=0,
-                                               status_message="Queued", error="", attempts=0)
+                                               status_message=ProcessingStep.QUEUED, error="", attempts=0)
     for pk in ids:
         transaction.on_commit(lambda pk=pk: enqueue_processing(pk))
     return len(ids)

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from documents import signals
-from documents.models import Chunk, Document, DocumentStatus
+from documents.models import Chunk, Document, DocumentStatus, ProcessingStep
 from documents.services import chunking, extraction, keywords, tokens
 
 log = logging.getLogger(__name__)
@@ -76,7 +76,7 @@ def _claim(doc_id: int) -> Document | None:
         doc.status = DocumentStatus.PROCESSING
         doc.attempts += 1
         doc.heartbeat_at = timezone.now()
-        doc.progress, doc.status_message, doc.error = 5, "Extracting text", ""
+        doc.progress, doc.status_message, doc.error = 5, ProcessingStep.EXTRACTING, ""
         doc.save(update_fields=["status", "attempts", "heartbeat_at", "progress", "status_message", "error"])
         return doc
 
@@ -85,7 +85,7 @@ def _fail(doc: Document, reason: str) -> None:
     with transaction.atomic():
         Chunk.objects.filter(document=doc).delete()
         Document.objects.filter(pk=doc.pk).update(
-            status=DocumentStatus.FAILED, error=reason, progress=100, status_message="Failed",
+            status=DocumentStatus.FAILED, error=reason, progress=100, status_message=ProcessingStep.FAILED,
             heartbeat_at=None, processed_at=timezone.now(), content="")
     log.warning("document %s failed: %s", doc.code, reason)
 
@@ -114,12 +114,12 @@ def process_document(document_id: int) -> str:
         _fail(doc, "The stored original file is missing from storage.")
         return "failed"
 
-    _set_progress(doc.pk, 50, "Chunking")
+    _set_progress(doc.pk, 50, ProcessingStep.CHUNKING)
     policy = current_chunking_policy()
     counter = tokens.token_counter(policy.model_path)
     content, drafts = chunking.chunk_sections(extracted.sections, counter.count,
                                               max_tokens=policy.max_tokens, overlap=policy.overlap)
-    _set_progress(doc.pk, 75, "Extracting keywords")
+    _set_progress(doc.pk, 75, ProcessingStep.KEYWORDS)
     chunk_keywords = keywords.keywords_for_chunks([d.text for d in drafts])
 
     with transaction.atomic():
@@ -134,7 +134,7 @@ def process_document(document_id: int) -> str:
             for i, (d, kw) in enumerate(zip(drafts, chunk_keywords))
         ])
         Document.objects.filter(pk=doc.pk).update(
-            content=content, status=DocumentStatus.READY, progress=100, status_message="Ready",
+            content=content, status=DocumentStatus.READY, progress=100, status_message=ProcessingStep.READY,
             error="", heartbeat_at=None, processed_at=timezone.now())
         transaction.on_commit(lambda: signals.document_chunked.send(
             sender=Document, document_id=doc.pk, chunk_count=len(drafts)))

@@ -31,6 +31,7 @@ class EvaluationSet(models.Model):
         db_table = "search_evaluationset"
         ordering = ["name"]
         verbose_name = _("evaluation set")
+        verbose_name_plural = _("evaluation sets")
 
     def __str__(self) -> str:
         return self.name
@@ -57,6 +58,7 @@ class EvaluationItem(models.Model):
         db_table = "search_evaluationitem"
         ordering = ["evaluation_set_id", "pk"]
         verbose_name = _("evaluation item")
+        verbose_name_plural = _("evaluation items")
 
     def __str__(self) -> str:
         return self.query[:80]
@@ -113,6 +115,7 @@ class EvaluationRun(models.Model):
         db_table = "search_evaluationrun"
         ordering = ["-created_at", "-pk"]
         verbose_name = _("evaluation run")
+        verbose_name_plural = _("evaluation runs")
 
     def __str__(self) -> str:
         return f"#{self.pk} {self.set_name} · {self.space_name or '—'} · {self.mode}"

@@ -6,7 +6,6 @@ from dataclasses import dataclass, field
 from datetime import date
 
 from django.db.models import QuerySet
-from django.utils.translation import gettext_lazy as _
 
 from documents.models import Department, Document, DocumentStatus, Tag
 from documents.selectors import access_key_condition, visible_documents
@@ -127,7 +126,3 @@ def facet_tags(user) -> list[tuple[Tag, int]]:
             walk(tag.pk, depth + 1)
     walk(None, 0)
     return out
-
-
-def search_languages() -> list[tuple[str, str]]:
-    return [("vi", _("Tiếng Việt")), ("en", _("Tiếng Anh")), ("mixed", _("Việt–Anh"))]
