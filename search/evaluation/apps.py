@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.utils.translation import gettext_lazy as _
 
 
 class EvaluationConfig(AppConfig):
@@ -6,4 +7,4 @@ class EvaluationConfig(AppConfig):
 
     name = "search.evaluation"
     label = "evaluation"
-    verbose_name = "Evaluation"
+    verbose_name = _("Evaluation")
