@@ -214,14 +214,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
+    # counted in the shared cache, so the rates hold for all web processes together (portal/throttling.py)
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "portal.throttling.SharedAnonThrottle",
+        "portal.throttling.SharedUserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env.env_str("PORTAL_API_ANON_RATE", "60/min", "API throttle for anonymous clients."),
-        "user": env.env_str("PORTAL_API_USER_RATE", "600/min", "API throttle per authenticated client."),
-        "search": env.env_str("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
+        "anon": env.env_rate("PORTAL_API_ANON_RATE", "60/min", "API throttle for anonymous clients (per address)."),
+        "user": env.env_rate("PORTAL_API_USER_RATE", "600/min", "API throttle per authenticated client."),
+        "search": env.env_rate("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
+        "search_page": env.env_rate("PORTAL_SEARCH_PAGE_RATE", "60/min",
+                                    "Portal search page: searches per signed-in user, or per address when anonymous."),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -235,7 +238,23 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# --- shared cache and rate limits (issue 9) -------------------------------------
+# Every web process counts rate limits in one Redis: the broker's (the embedded one on its
+# socket), database 1, unless PORTAL_CACHE_URL names another (portal.config.shared_cache_url).
+CACHE_URL = env.shared_cache_url(
+    env.env_cache_url("PORTAL_CACHE_URL",
+                      "Redis for the shared cache (rate limits): redis://host:6379/1 or unix:///path.sock?db=1. "
+                      "Unset: the broker's Redis, database 1."),
+    CELERY_BROKER_URL)
+CACHES = {"default": {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+    # a Redis outage must cost a request little: rate limits then let requests through
+    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+} if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+PROXY_COUNT = env.env_int(
+    "PORTAL_PROXY_COUNT", 0,
+    "Reverse proxies in front of the portal that set X-Forwarded-For. 0: the client address is the "
+    "connection's (the header is ignored, so a client cannot choose its own address).", minimum=0)
 
 LOGGING = {
     "version": 1,

@@ -10,6 +10,7 @@ from django.utils.http import urlencode
 from django.views.decorators.http import require_POST
 
 from documents.models import Department, DocumentType, Tag
+from portal.throttling import rate_limit
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters
 from search.services.retrieval import SearchUnavailable, search
@@ -38,6 +39,7 @@ def _remember(request, search_id: int) -> None:
     request.session[SESSION_SEARCHES] = ids + [search_id]
 
 
+@rate_limit("search_page")
 def search_page(request):
     query = (request.GET.get("q") or "").strip()
     mode = request.GET.get("mode") or SearchMode.HYBRID

@@ -20,6 +20,18 @@ def _media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the shared Redis (test database 1), across tests
+    and runs: each test starts with none. A test that stopped Redis has no counters."""
+    from django.core.cache import cache
+
+    try:
+        cache.clear()
+    except Exception:  # noqa: BLE001 - the embedded Redis is down in a fault test
+        pass
+
+
+@pytest.fixture(autouse=True)
 def _release_search_thread():
     """Hybrid search's helper thread keeps a connection: close it after each test
     that used it, or the test database cannot be flushed or dropped."""
