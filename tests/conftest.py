@@ -151,3 +151,17 @@ def wide_model_path(tmp_path_factory, minilm_path):
     path = tmp_path_factory.mktemp("wide-model")
     model.save(str(path))
     return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory, minilm_path):
+    """A cross-encoder with a fresh scoring head on MiniLM's encoder (untrained:
+    its scores are arbitrary but deterministic, which is all the tests need)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    model = CrossEncoder(minilm_path, num_labels=1, device="cpu")
+    path = tmp_path_factory.mktemp("cross-encoder")
+    model.save(str(path))
+    return str(path)
