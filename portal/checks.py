@@ -1,6 +1,6 @@
 """System checks that make a bad configuration fail loudly at start."""
 from django.conf import settings
-from django.core.checks import Error, Tags, register
+from django.core.checks import Error, Tags, Warning, register
 
 
 @register(Tags.compatibility, deploy=False)
@@ -27,4 +27,13 @@ def check_secret_key(app_configs, **kwargs):
     if settings.SECRET_KEY.startswith("dev-only") or len(settings.SECRET_KEY) < 32:
         return [Error("PORTAL_SECRET_KEY is the development default or too short.",
                       hint="Set a long random PORTAL_SECRET_KEY in production.", id="portal.E004")]
+    return []
+
+
+@register(Tags.caches, deploy=False)
+def check_shared_cache(app_configs, **kwargs):
+    if settings.CACHE_URL is None:
+        return [Warning("No Redis for the shared cache: rate limits are counted per web process, so "
+                        "N processes let N times the documented rates through.",
+                        hint="Set PORTAL_CACHE_URL (or use a Redis broker).", id="portal.W010")]
     return []

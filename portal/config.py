@@ -93,6 +93,17 @@ def env_str(name: str, default: str | None, help: str, *,
     return _declare(name, "str", default, help, parse)
 
 
+def env_rate(name: str, default: str, help: str) -> str:
+    """A request rate as DRF writes it: N/s, N/min, N/hour or N/day."""
+    def parse(raw: str) -> str:
+        count, _, period = raw.strip().partition("/")
+        if not count.isdigit() or int(count) < 1 or period[:1] not in {"s", "m", "h", "d"}:
+            raise ValueError("expected N/s, N/min, N/hour or N/day with N >= 1")
+        return raw.strip()
+
+    return _declare(name, "rate", default, help, parse)
+
+
 def env_list(name: str, default: list[str], help: str) -> list[str]:
     return _declare(name, "list", default, help,
                     lambda raw: [item.strip() for item in raw.split(",") if item.strip()])
@@ -136,6 +147,56 @@ def env_broker_url(name: str, help: str) -> str | None:
         return raw
 
     return _declare(name, "url", None, help, parse)
+
+
+def env_cache_url(name: str, help: str) -> str | None:
+    def parse(raw: str) -> str:
+        scheme = urlparse(raw).scheme
+        if scheme not in {"redis", "rediss", "unix"}:
+            raise ValueError(f"unsupported cache scheme {scheme!r} (redis://, rediss:// or unix://)")
+        return raw
+
+    return _declare(name, "url", None, help, parse)
+
+
+CACHE_DATABASE = 1  # the Redis database the shared cache takes on the broker's server
+
+
+def _redis_target(url: str) -> tuple[str, int] | None:
+    """(server, database) of a Redis URL, or None for another kind of URL."""
+    parts = urlparse(url)
+    if parts.scheme in {"redis+socket", "unix"}:
+        query = dict(item.split("=", 1) for item in parts.query.split("&") if "=" in item)
+        return f"unix:{parts.path}", int(query.get("db") or query.get("virtual_host") or 0)
+    if parts.scheme in {"redis", "rediss"}:
+        db = parts.path.strip("/")
+        return f"tcp:{parts.hostname or 'localhost'}:{parts.port or 6379}", int(db or 0)
+    return None
+
+
+def shared_cache_url(explicit: str | None, broker_url: str | None) -> str | None:
+    """The Redis URL of the cache every web process shares (throttle counters).
+
+    PORTAL_CACHE_URL when set; otherwise the broker's Redis (the embedded one on
+    its Unix socket, or CELERY_BROKER_URL) with database 1, so `cache.clear()`
+    can never flush queued tasks. None: the broker is not Redis and nothing was
+    set (the check portal.W010 says the counters are then per process)."""
+    broker = _redis_target(broker_url) if broker_url else None
+    if explicit:
+        if broker is not None and _redis_target(explicit) == broker:
+            ERRORS.append("PORTAL_CACHE_URL: it names the broker's own Redis database; "
+                          "use another database number (a cache flush would drop queued tasks)")
+        return explicit
+    if broker is None:
+        return None
+    server, db = broker
+    if db == CACHE_DATABASE:
+        ERRORS.append(f"PORTAL_CACHE_URL: the broker uses Redis database {CACHE_DATABASE}, which the "
+                      "shared cache takes by default; set PORTAL_CACHE_URL to another database")
+    parts = urlparse(broker_url)
+    if server.startswith("unix:"):
+        return f"unix://{parts.path}?db={CACHE_DATABASE}"
+    return parts._replace(path=f"/{CACHE_DATABASE}", query="").geturl()
 
 
 def render_markdown() -> str:

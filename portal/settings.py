@@ -3,6 +3,7 @@ environment through the typed readers in portal.config (see docs/configuration.m
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from pathlib import Path
 
 from portal import config as env
@@ -138,6 +139,7 @@ INSTALLED_APPS = [
     "drf_spectacular_sidecar",
     "guardian",
     "django_htmx",
+    "axes",
     "portal",
     "documents",
     "search",
@@ -155,12 +157,14 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "axes.middleware.AxesMiddleware",  # last: turns a lockout into the lockout page
 ]
 
 ROOT_URLCONF = "portal.urls"
 WSGI_APPLICATION = "portal.wsgi.application"
 AUTH_USER_MODEL = "portal.User"
 AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",  # first: refuses a locked-out username + address
     "django.contrib.auth.backends.ModelBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
@@ -216,14 +220,17 @@ REST_FRAMEWORK = {
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 20,
+    # counted in the shared cache, so the rates hold for all web processes together (portal/throttling.py)
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "portal.throttling.SharedAnonThrottle",
+        "portal.throttling.SharedUserThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
-        "anon": env.env_str("PORTAL_API_ANON_RATE", "60/min", "API throttle for anonymous clients."),
-        "user": env.env_str("PORTAL_API_USER_RATE", "600/min", "API throttle per authenticated client."),
-        "search": env.env_str("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
+        "anon": env.env_rate("PORTAL_API_ANON_RATE", "60/min", "API throttle for anonymous clients (per address)."),
+        "user": env.env_rate("PORTAL_API_USER_RATE", "600/min", "API throttle per authenticated client."),
+        "search": env.env_rate("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
+        "search_page": env.env_rate("PORTAL_SEARCH_PAGE_RATE", "60/min",
+                                    "Portal search page: searches per signed-in user, or per address when anonymous."),
     },
 }
 SPECTACULAR_SETTINGS = {
@@ -239,7 +246,38 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
-CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+# --- shared cache, rate limits, login lockout (issue 9) --------------------------
+# Every web process counts rate limits in one Redis: the broker's (the embedded one on its
+# socket), database 1, unless PORTAL_CACHE_URL names another (portal.config.shared_cache_url).
+CACHE_URL = env.shared_cache_url(
+    env.env_cache_url("PORTAL_CACHE_URL",
+                      "Redis for the shared cache (rate limits): redis://host:6379/1 or unix:///path.sock?db=1. "
+                      "Unset: the broker's Redis, database 1."),
+    CELERY_BROKER_URL)
+CACHES = {"default": {
+    "BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": CACHE_URL,
+    # a Redis outage must cost a request little: rate limits then let requests through
+    "OPTIONS": {"socket_connect_timeout": 0.5, "socket_timeout": 0.5},
+} if CACHE_URL else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
+PROXY_COUNT = env.env_int(
+    "PORTAL_PROXY_COUNT", 0,
+    "Reverse proxies in front of the portal that set X-Forwarded-For. 0: the client address is the "
+    "connection's (the header is ignored, so a client cannot choose its own address).", minimum=0)
+
+# django-axes: failed sign-ins counted in PostgreSQL per username + address (docs/decisions.md)
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env.env_int("PORTAL_LOGIN_FAILURE_LIMIT", 5,
+                                 "Wrong passwords for one username from one address before sign-in is locked.",
+                                 minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env.env_int(
+    "PORTAL_LOGIN_COOLOFF_MINUTES", 15,
+    "Minutes a locked username + address waits (each attempt during the lock restarts the wait).", minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_DISABLE_ACCESS_LOG = True
+AXES_CLIENT_IP_CALLABLE = "portal.throttling.client_ip"
+AXES_LOCKOUT_CALLABLE = "portal.lockout.lockout_response"
+AXES_VERBOSE = False
 
 LOGGING = {
     "version": 1,

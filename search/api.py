@@ -6,10 +6,10 @@ from drf_spectacular.utils import extend_schema, inline_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 
 from documents.models import Document, DocumentType
+from portal.throttling import SharedScopedThrottle
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters
 from search.services.modes import NOTICES, SearchUnavailable
@@ -88,7 +88,7 @@ class SearchResponseSerializer(serializers.Serializer):
 
 
 class SearchView(APIView):
-    throttle_classes = [ScopedRateThrottle]
+    throttle_classes = [SharedScopedThrottle]
     throttle_scope = "search"
 
     @extend_schema(request=SearchRequestSerializer, responses={200: SearchResponseSerializer})

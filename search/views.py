@@ -13,6 +13,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
 from documents.models import Department, DocumentLanguage, DocumentType
+from portal.throttling import rate_limit
 from search.models import Feedback, SearchMode
 from search.services.filters import SearchFilters, facet_tags
 from search.services.modes import NOTICES, SearchUnavailable
@@ -65,6 +66,7 @@ def filters_from(params) -> SearchFilters:
         date_from=_date(params.get("from")), date_to=_date(params.get("to")))
 
 
+@rate_limit("search_page")
 def search_page(request):
     query = clean_query(request.GET.get("q") or "")
     mode = request.GET.get("mode") or SearchMode.HYBRID

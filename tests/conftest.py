@@ -20,6 +20,18 @@ def _media_in_tmp(settings, tmp_path):
 
 
 @pytest.fixture(autouse=True)
+def _fresh_rate_limits():
+    """Rate-limit counters live in the shared Redis (test database 1), across tests
+    and runs: each test starts with none. A test that stopped Redis has no counters."""
+    from django.core.cache import cache
+
+    try:
+        cache.clear()
+    except Exception:  # noqa: BLE001 - the embedded Redis is down in a fault test
+        pass
+
+
+@pytest.fixture(autouse=True)
 def _release_search_thread():
     """Hybrid search's helper thread keeps a connection: close it after each test
     that used it, or the test database cannot be flushed or dropped."""
@@ -137,5 +149,19 @@ def wide_model_path(tmp_path_factory, minilm_path):
     dense = models.Dense(in_features=384, out_features=1024, bias=False, activation_function=torch.nn.Identity())
     model = SentenceTransformer(modules=[base[0], base[1], dense, models.Normalize()], device="cpu")
     path = tmp_path_factory.mktemp("wide-model")
+    model.save(str(path))
+    return str(path)
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_encoder(tmp_path_factory, minilm_path):
+    """A cross-encoder with a fresh scoring head on MiniLM's encoder (untrained:
+    its scores are arbitrary but deterministic, which is all the tests need)."""
+    import torch
+    from sentence_transformers import CrossEncoder
+
+    torch.manual_seed(0)
+    model = CrossEncoder(minilm_path, num_labels=1, device="cpu")
+    path = tmp_path_factory.mktemp("cross-encoder")
     model.save(str(path))
     return str(path)

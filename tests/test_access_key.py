@@ -170,62 +170,99 @@ def test_migration_backfill_fills_keys_and_keeps_the_hnsw_index(space):
         assert cur.fetchone()
 
 
+def _wait_until_blocked_by(waiter, holder, timeout: float = 10.0) -> None:
+    """Assert that `waiter`'s backend is waiting for a lock that `holder`'s open
+    transaction holds (pg_blocking_pids), within `timeout` seconds."""
+    import time
+
+    import psycopg
+
+    waiter_pid, holder_pid = waiter.info.backend_pid, holder.info.backend_pid
+    params = connection.settings_dict
+    with psycopg.connect(host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
+                         dbname=params["NAME"], autocommit=True) as observer:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            row = observer.execute("SELECT wait_event_type, pg_blocking_pids(pid) FROM pg_stat_activity "
+                                   "WHERE pid = %s", [waiter_pid]).fetchone()
+            if row and row[0] == "Lock" and holder_pid in row[1]:
+                return
+            time.sleep(0.02)
+    raise AssertionError(f"backend {waiter_pid} never waited for a lock held by {holder_pid}: {row}")
+
+
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_access_change_and_vector_write_never_miss_each_other():
     """An access change and a worker writing the same document's vectors in two
-    open transactions: whichever commits first, the key ends up current."""
+    open transactions: the second one blocks until the first commits (checked in
+    pg_stat_activity), and whichever commits first, the key ends up current."""
     import threading
-    import time
 
     import psycopg
 
     space = EmbeddingSpace.objects.create(name="race", model_path="/nowhere", dimension=3, max_seq_length=8,
                                           status=SpaceStatus.READY)
     params = connection.settings_dict
+
     def connect():
         return psycopg.connect(host=params["HOST"], port=params["PORT"] or 5432, user=params["USER"],
                                dbname=params["NAME"])
 
-    def insert_vector(conn, doc, ordinal):
-        chunk = Chunk.objects.create(document=doc, ordinal=ordinal, text="x", token_count=1, char_start=0, char_end=1)
+    def new_chunk(doc, ordinal):
+        return Chunk.objects.create(document=doc, ordinal=ordinal, text="x", token_count=1, char_start=0,
+                                    char_end=1)
+
+    def insert_vector(conn, doc, chunk):
         conn.execute("INSERT INTO search_chunkembedding (space_id, chunk_id, document_id, embedding) "
                      "VALUES (%s, %s, %s, '[1,2,3]')", [space.pk, chunk.pk, doc.pk])
-        return chunk
 
     def in_thread(fn):
-        t = threading.Thread(target=fn)
-        t.start()
-        time.sleep(0.5)
-        return t
+        errors = []
 
-    # 1. the access change is open first; the vector write waits for it
+        def run():
+            try:
+                fn()
+            except Exception as exc:  # noqa: BLE001 - re-raised in the test thread
+                errors.append(exc)
+        t = threading.Thread(target=run)
+        t.start()
+        return t, errors
+
+    def finish(t, errors):
+        t.join(10)
+        assert not t.is_alive() and not errors, errors
+
     doc = f.document(3, departments=("HR",))
     admin, worker = connect(), connect()
-    admin.execute("UPDATE documents_document SET access_level = 0 WHERE id = %s", [doc.pk])
-    chunks = []
-    t = in_thread(lambda: (chunks.append(insert_vector(worker, doc, 1)), worker.commit()))
-    assert t.is_alive()  # waiting for the access change
-    admin.commit()
-    t.join(10)
-    assert ChunkEmbedding.objects.get(chunk=chunks[0]).doc_access_level == 0
+    try:
+        # 1. the access change is open first; the vector write waits for it
+        admin.execute("UPDATE documents_document SET access_level = 0 WHERE id = %s", [doc.pk])
+        chunk = new_chunk(doc, 1)
+        t = in_thread(lambda: (insert_vector(worker, doc, chunk), worker.commit()))
+        _wait_until_blocked_by(worker, admin)
+        admin.commit()
+        finish(*t)
+        assert ChunkEmbedding.objects.get(chunk=chunk).doc_access_level == 0
 
-    # 2. the vector write is open first; the access change waits for it
-    insert_vector(worker, doc, 2)
-    t = in_thread(lambda: (admin.execute("UPDATE documents_document SET access_level = 1 WHERE id = %s",
-                                         [doc.pk]), admin.commit()))
-    assert t.is_alive()
-    worker.commit()
-    t.join(10)
-    assert set(ChunkEmbedding.objects.filter(document=doc).values_list("doc_access_level", flat=True)) == {1}
+        # 2. the vector write is open first; the access change waits for it
+        insert_vector(worker, doc, new_chunk(doc, 2))
+        t = in_thread(lambda: (admin.execute("UPDATE documents_document SET access_level = 1 WHERE id = %s",
+                                             [doc.pk]), admin.commit()))
+        _wait_until_blocked_by(admin, worker)
+        worker.commit()
+        finish(*t)
+        assert set(ChunkEmbedding.objects.filter(document=doc).values_list("doc_access_level", flat=True)) == {1}
 
-    # 3. the same for a department link added while vectors are written
-    it = f.department("IT")
-    insert_vector(worker, doc, 3)
-    t = in_thread(lambda: (admin.execute("INSERT INTO documents_document_departments (document_id, department_id) "
-                                         "VALUES (%s, %s)", [doc.pk, it.pk]), admin.commit()))
-    worker.commit()
-    t.join(10)
-    assert all(it.pk in ids for ids in ChunkEmbedding.objects.filter(document=doc)
-               .values_list("doc_department_ids", flat=True))
-    admin.close()
-    worker.close()
+        # 3. the same for a department link added while vectors are written
+        it = f.department("IT")
+        insert_vector(worker, doc, new_chunk(doc, 3))
+        link = "INSERT INTO documents_document_departments (document_id, department_id) VALUES (%s, %s)"
+        t = in_thread(lambda: (admin.execute(link, [doc.pk, it.pk]), admin.commit()))
+        _wait_until_blocked_by(admin, worker)
+        worker.commit()
+        finish(*t)
+        assert all(it.pk in ids for ids in ChunkEmbedding.objects.filter(document=doc)
+                   .values_list("doc_department_ids", flat=True))
+    finally:  # a failed wait must not leave a transaction open (the test database could not be flushed)
+        admin.close()
+        worker.close()

@@ -1,5 +1,18 @@
 """The four tiers × every kind of principal, through the one access function
-and through every path that returns document content."""
+and through every path that returns document content.
+
+Adding an endpoint is one line in one of the tables below:
+- DOCUMENT_ENDPOINTS: a URL about one document; 200 for a document the
+  principal may see, 404 for one it may not (exactly like a missing one).
+- LISTING_ENDPOINTS: a page or API list; it names exactly the visible documents.
+- SEARCH_ENDPOINTS: a search, run in every mode; each document is found by its
+  own text iff it is visible, and nothing invisible is ever found.
+"""
+import json
+import re
+from dataclasses import dataclass
+from typing import Callable
+
 import pytest
 from django.contrib.auth.models import AnonymousUser, Group
 from django.test import Client
@@ -28,6 +41,113 @@ EXPECTED = {
 }
 
 
+# --- how a principal reaches the portal and the API --------------------------------
+
+@dataclass
+class Principal:
+    name: str
+    user: object
+    portal: Client  # session client (an inactive user cannot sign in: anonymous)
+    api: Client
+    headers: dict   # the API token, if the principal has an account
+
+    @property
+    def has_account(self) -> bool:
+        return self.name != "anonymous"
+
+    @property
+    def signed_in(self) -> bool:
+        return self.has_account and self.user.is_active
+
+
+def principal(name, user) -> Principal:
+    portal, api, headers = Client(), Client(), {}
+    if name != "anonymous":
+        if user.is_active:
+            portal.force_login(user)
+        headers = {"HTTP_AUTHORIZATION": f"Token {Token.objects.create(user=user).key}"}
+    return Principal(name, user, portal, api, headers)
+
+
+def get(p: Principal, via: str, url: str, **params):
+    return p.portal.get(url, params) if via == "portal" else p.api.get(url, params, **p.headers)
+
+
+def linked_ids(pattern: str, html: str) -> set[int]:
+    return {int(pk) for pk in re.findall(pattern, html)}
+
+
+# --- the endpoints ---------------------------------------------------------------
+
+@dataclass
+class DocumentEndpoint:
+    name: str
+    via: str  # "portal" or "api"
+    url: str  # with {pk}
+
+
+DOCUMENT_ENDPOINTS = [
+    DocumentEndpoint("portal document page", "portal", "/documents/{pk}/"),
+    DocumentEndpoint("portal status fragment", "portal", "/documents/{pk}/status/"),
+    DocumentEndpoint("portal download", "portal", "/documents/{pk}/download/"),
+    DocumentEndpoint("API detail", "api", "/api/v1/documents/{pk}/"),
+    DocumentEndpoint("API download", "api", "/api/v1/documents/{pk}/download/"),
+]
+
+
+@dataclass
+class ListingEndpoint:
+    name: str
+    via: str
+    listed: Callable  # (principal) → ids of the documents it names
+
+
+def _api_list(p):
+    return {d["id"] for d in get(p, "api", "/api/v1/documents/").json()["results"]}
+
+
+def _portal_links(url):
+    return lambda p: linked_ids(r'href="/documents/(\d+)/"', get(p, "portal", url).content.decode())
+
+
+LISTING_ENDPOINTS = [
+    ListingEndpoint("API list", "api", _api_list),
+    ListingEndpoint("portal document list", "portal", _portal_links("/documents/")),
+    ListingEndpoint("portal home", "portal", _portal_links("/")),
+]
+
+
+@dataclass
+class SearchEndpoint:
+    name: str
+    via: str
+    search: Callable  # (principal, query, mode) → (ids of the documents found, search id)
+
+
+def _api_search(p, query, mode):
+    response = p.portal.post("/api/v1/search", json.dumps({"query": query, "mode": mode}),
+                             content_type="application/json")
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["notice"] == "", body["notice"]  # the mode asked for is the mode that ran
+    return {r["document"]["id"] for r in body["results"]}, body["search_id"]
+
+
+def _portal_search(p, query, mode):
+    response = p.portal.get("/search/", {"q": query, "mode": mode})
+    assert response.status_code == 200
+    return linked_ids(r'href="/search/open/\d+/(\d+)/"', response.content.decode()), None
+
+
+SEARCH_ENDPOINTS = [
+    SearchEndpoint("API search", "api", _api_search),
+    SearchEndpoint("portal search page", "portal", _portal_search),
+]
+MODES = ["vector", "keyword", "hybrid", "rerank"]
+
+
+# --- the world -------------------------------------------------------------------
+
 @pytest.fixture
 def world():
     docs = {level: f.document(level, departments=("HR",)) for level in LEVELS}
@@ -53,14 +173,29 @@ def world():
     return docs, people
 
 
-@pytest.mark.parametrize("principal", sorted(EXPECTED))
-def test_visible_documents_matrix(world, principal):
+def process(docs) -> None:
+    """Extract and chunk the fixture documents (the factory marks them ready unprocessed)."""
+    from documents.services.processing import process_document
+
+    for doc in docs.values():
+        type(doc).objects.filter(pk=doc.pk).update(status="pending")
+        process_document(doc.pk)
+        doc.refresh_from_db()
+        assert doc.status == "ready" and doc.chunks.exists(), doc.status_message
+
+
+def visible_ids(docs, name) -> set[int]:
+    return {doc.pk for level, doc in docs.items() if level in EXPECTED[name]}
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_visible_documents_matrix(world, name):
     docs, people = world
-    user = people[principal]
+    user = people[name]
     seen = {d.access_level for d in visible_documents(user)}
-    assert seen == EXPECTED[principal]
+    assert seen == EXPECTED[name]
     for level, doc in docs.items():
-        assert can_view(user, doc) == (level in EXPECTED[principal])
+        assert can_view(user, doc) == (level in EXPECTED[name])
 
 
 def test_owner_sees_own_upload_at_any_level(world):
@@ -79,41 +214,27 @@ def test_grant_without_view_permission_does_not_widen(world):
     assert not can_view(u, docs[3])
 
 
-def _client_for(principal, user):
-    client = Client()
-    if principal != "anonymous":
-        client.force_login(user) if user.is_active else None
-    return client
-
-
-@pytest.mark.parametrize("principal", sorted(EXPECTED))
-def test_every_content_path_obeys_the_matrix(world, principal):
-    """Portal page, status fragment, download, API list/detail/download: a
-    hidden document is a 404 exactly like a missing one."""
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_every_content_path_obeys_the_matrix(world, name):
+    """Every document endpoint and every listing: a hidden document is a 404
+    exactly like a missing one, and is never listed. An inactive user's API
+    token is refused outright (401)."""
     docs, people = world
-    user = people[principal]
-    client = _client_for(principal, user)
-    api = Client()
-    headers = {}
-    if principal != "anonymous":
-        token = Token.objects.create(user=user)
-        headers = {"HTTP_AUTHORIZATION": f"Token {token.key}"}
-    listed = {d["id"] for d in api.get("/api/v1/documents/", **headers).json().get("results", [])} \
-        if user.is_active or principal == "anonymous" else set()
-    for level, doc in docs.items():
-        allowed = level in EXPECTED[principal]
-        want = 200 if allowed else 404
-        for url in (f"/documents/{doc.pk}/", f"/documents/{doc.pk}/status/", f"/documents/{doc.pk}/download/"):
-            assert client.get(url).status_code == want, (url, principal, level)
-        if not user.is_active and principal != "anonymous":
-            # an inactive user's token is refused outright
-            assert api.get(f"/api/v1/documents/{doc.pk}/", **headers).status_code == 401
+    p = principal(name, people[name])
+    token_refused = p.has_account and not p.user.is_active
+    for endpoint in DOCUMENT_ENDPOINTS:
+        refused = token_refused and endpoint.via == "api"
+        for level, doc in docs.items():
+            want = 401 if refused else 200 if level in EXPECTED[name] else 404
+            status = get(p, endpoint.via, endpoint.url.format(pk=doc.pk)).status_code
+            assert status == want, (endpoint.name, name, level)
+        missing = get(p, endpoint.via, endpoint.url.format(pk=999999)).status_code
+        assert missing == (401 if refused else 404), (endpoint.name, name)
+    for endpoint in LISTING_ENDPOINTS:
+        if token_refused and endpoint.via == "api":
+            assert get(p, "api", "/api/v1/documents/").status_code == 401
             continue
-        for url in (f"/api/v1/documents/{doc.pk}/", f"/api/v1/documents/{doc.pk}/download/"):
-            assert api.get(url, **headers).status_code == want, (url, principal, level)
-        assert (doc.pk in listed) == allowed
-    missing = api.get("/api/v1/documents/999999/", **headers)
-    assert missing.status_code in (404, 401)
+        assert endpoint.listed(p) == visible_ids(docs, name), (endpoint.name, name)
 
 
 def test_download_returns_the_original_bytes(world):
@@ -124,56 +245,81 @@ def test_download_returns_the_original_bytes(world):
     assert b"".join(response.streaming_content) == docs[2].source_file.open("rb").read()
 
 
-def test_admin_changelist_for_staff_lists_only_visible(world):
+def test_admin_changelists_for_staff_list_only_visible(world):
+    """Staff see in admin only documents and chunks of documents they may see; a
+    hidden one's change page answers exactly like a missing one."""
+    from django.contrib.auth.models import Permission
+
     docs, people = world
+    process(docs)
     staff = people["department_member"]
     staff.is_staff = True
     staff.save()
-    from django.contrib.auth.models import Permission
-
     staff.user_permissions.add(Permission.objects.get(codename="view_document"),
                                Permission.objects.get(codename="view_chunk"))
     client = Client()
     client.force_login(staff)
-    page = client.get("/admin/documents/document/").content.decode()
-    for level, doc in docs.items():
-        assert (doc.code in page) == (level in EXPECTED["department_member"]), level
-    # a hidden document's change page is not reachable either
-    assert client.get(f"/admin/documents/document/{docs[3].pk}/change/").status_code in (302, 404)
+    allowed = EXPECTED["department_member"]
+
+    listed = linked_ids(r'href="/admin/documents/document/(\d+)/change/[^"]*"',
+                        client.get("/admin/documents/document/").content.decode())
+    assert listed == visible_ids(docs, "department_member")
+
     chunks_page = client.get("/admin/documents/chunk/")
     assert chunks_page.status_code == 200
+    listed_chunks = linked_ids(r'href="/admin/documents/chunk/(\d+)/change/[^"]*"', chunks_page.content.decode())
+    for level, doc in docs.items():
+        chunk_ids = set(doc.chunks.values_list("pk", flat=True))
+        assert chunk_ids, level  # every document has chunks to show or hide
+        if level in allowed:
+            assert chunk_ids <= listed_chunks, level
+        else:
+            assert not chunk_ids & listed_chunks, level
+
+    for kind, hidden_pk in (("document", docs[3].pk), ("chunk", docs[3].chunks.first().pk)):
+        hidden = client.get(f"/admin/documents/{kind}/{hidden_pk}/change/")
+        missing = client.get(f"/admin/documents/{kind}/999999/change/")
+        # Django admin answers a missing object with a redirect to the admin index
+        assert (hidden.status_code, hidden["Location"]) == (missing.status_code, missing["Location"]) \
+            == (302, "/admin/"), kind
 
 
-@pytest.mark.parametrize("principal", sorted(EXPECTED))
-def test_search_endpoints_obey_the_matrix(world, principal):
-    """/api/v1/search (every mode), the portal search page and feedback: a
-    document is found iff the principal may see it."""
-    import json
-
-    from search.services import keyword_index
+@pytest.fixture
+def searchable(world, minilm_path, tiny_cross_encoder, settings):
+    """The world processed, in the keyword index and embedded with real MiniLM
+    vectors in an active space; rerank on with a tiny cross-encoder."""
+    from search.services import embedding, keyword_index, spaces
 
     docs, people = world
-    user = people[principal]
-    from documents.services.processing import process_document
-
-    for level, doc in docs.items():
-        doc.status = "pending"
-        doc.save()
-        process_document(doc.pk)
+    process(docs)
     keyword_index.rebuild()
-    client = _client_for(principal, user)
-    for level, doc in docs.items():
-        # each fixture document has a unique phrase: "mức truy cập <level>, số <n>"
-        term = doc.chunks.first().text.split("số ")[-1].strip(". \n")
-        response = client.post("/api/v1/search", json.dumps({"query": f"số {term}", "mode": "keyword"}),
-                               content_type="application/json")
-        assert response.status_code == 200
-        found = {r["document"]["id"] for r in response.json()["results"]}
-        assert (doc.pk in found) == (level in EXPECTED[principal]), (principal, level)
-        page = client.get("/search/", {"q": f"số {term}", "mode": "keyword"}).content.decode()
-        assert (doc.title in page) == (level in EXPECTED[principal]), (principal, level)
-        if doc.pk in found:
-            search_id = response.json()["search_id"]
-            vote = client.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
-                                                    "kind": "helpful"})
-            assert vote.status_code in (201, 404)  # 404 only for anonymous API searches (no session)
+    space = spaces.create_space("matrix", minilm_path)
+    assert embedding.backfill(space) == sum(doc.chunks.count() for doc in docs.values())
+    spaces.activate(space)
+    settings.RERANK_MODEL = tiny_cross_encoder
+    return docs, people
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_search_endpoints_obey_the_matrix_in_every_mode(searchable, name):
+    """Each search endpoint, in every mode, over real vectors: a document is
+    found by its own text iff the principal may see it, and no search finds a
+    document it may not. A vote on the document searched for is stored when a
+    signed-in principal found it (201); it is 404 when the document is hidden,
+    and for an anonymous API client, which has no searches of its own."""
+    docs, people = searchable
+    p = principal(name, people[name])
+    visible = visible_ids(docs, name)
+    for mode in MODES:
+        for endpoint in SEARCH_ENDPOINTS:
+            for level, doc in docs.items():
+                query = doc.chunks.first().text  # unique: "… mức truy cập <level>, số <n>."
+                found, search_id = endpoint.search(p, query, mode)
+                where = (endpoint.name, mode, name, level)
+                assert found <= visible, where
+                assert (doc.pk in found) == (doc.pk in visible), where
+                if search_id is None:
+                    continue
+                vote = p.portal.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
+                                                          "kind": "helpful"})
+                assert vote.status_code == (201 if p.signed_in and doc.pk in found else 404), where

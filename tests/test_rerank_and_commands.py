@@ -15,20 +15,6 @@ from tests import files
 pytestmark = pytest.mark.django_db
 
 
-@pytest.fixture(scope="session")
-def tiny_cross_encoder(tmp_path_factory, minilm_path):
-    """A cross-encoder with a fresh scoring head on MiniLM's encoder (untrained:
-    its scores are arbitrary but deterministic, which is all the test needs)."""
-    import torch
-    from sentence_transformers import CrossEncoder
-
-    torch.manual_seed(0)
-    model = CrossEncoder(minilm_path, num_labels=1, device="cpu")
-    path = tmp_path_factory.mktemp("cross-encoder")
-    model.save(str(path))
-    return str(path)
-
-
 def test_rerank_orders_candidates_by_the_cross_encoder(settings, tiny_cross_encoder, minilm_path):
     from sentence_transformers import CrossEncoder
 
