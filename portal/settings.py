@@ -98,8 +98,12 @@ CHUNK_OVERLAP_TOKENS = env.env_int("PORTAL_CHUNK_OVERLAP_TOKENS", 48,
                                    "Tokens repeated between consecutive chunks of one section.", minimum=0)
 EMBEDDING_MODEL = env.env_str(
     "EMBEDDING_MODEL", None,
-    "Folder of the sentence-transformers model used for token counts and the first space. "
-    "Unset: the offline all-MiniLM-L6-v2 package.")
+    "Folder of a sentence-transformers model whose tokenizer counts chunk budgets while no embedding space "
+    "is active (once one is, its model counts them). Unset: the offline all-MiniLM-L6-v2 package. "
+    "Not the search model: the first space's model is PORTAL_DEFAULT_EMBEDDING.")
+# Who tells ingestion which model's tokenizer counts chunk tokens (a dotted path,
+# so the documents app never imports search): the active space's model.
+CHUNKING_MODEL_RESOLVER = "search.services.spaces.active_model_path"
 
 # --- search -----------------------------------------------------------------
 DEFAULT_EMBEDDING = env.env_str(
