@@ -68,9 +68,7 @@ class BinRun:
             assert self.proc.poll() is None, self.output()[-8000:]
             return _home_answers(self.port)
         wait_until(up, timeout=240, interval=0.5, message="bin/run to serve its start page")
-
-    def descendants(self) -> list[psutil.Process]:
-        return psutil.Process(self.proc.pid).children(recursive=True)
+        self.children = psutil.Process(self.proc.pid).children(recursive=True)
 
     def service_pids(self) -> list[int]:
         pids = []
@@ -86,7 +84,7 @@ class BinRun:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
-        for child in self._left:
+        for child in self.children:  # whatever bin/run failed to stop
             try:
                 child.kill()
             except psutil.Error:
@@ -95,7 +93,7 @@ class BinRun:
                        capture_output=True, timeout=60)
         shutil.rmtree(self.root, ignore_errors=True)
 
-    _left: list = []
+    children: list = []
 
 
 @pytest.fixture
@@ -120,7 +118,6 @@ def _alive(processes) -> list[str]:
 
 def _assert_all_stopped(run: BinRun, children, services) -> None:
     assert not _listening(run.port), "something still listens on the portal's port"
-    run._left = children
     assert _alive(children) == [], run.output()[-3000:]
     assert not [pid for pid in services if psutil.pid_exists(pid)
                 and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE], "embedded services left running"
@@ -129,7 +126,7 @@ def _assert_all_stopped(run: BinRun, children, services) -> None:
 
 def test_sigterm_stops_web_worker_beat_and_services(bin_run):
     bin_run.wait_until_serving()
-    children = bin_run.descendants()
+    children = bin_run.children
     names = " ".join(" ".join(p.cmdline()) for p in children)
     assert "gunicorn" in names and "celery" in names and "-B" in names  # web, worker, beat
     services = bin_run.service_pids()
@@ -163,7 +160,7 @@ def test_a_service_that_dies_stops_the_rest():
 
 def _a_service_that_dies_stops_the_rest(bin_run):
     bin_run.wait_until_serving()
-    children = bin_run.descendants()
+    children = bin_run.children
     services = bin_run.service_pids()
     web = next(p for p in children if "gunicorn" in " ".join(p.cmdline()) and p.ppid() == bin_run.proc.pid)
     web.kill()
