@@ -108,6 +108,7 @@ def setup_database(name: str):
     django.setup()
     from portal import embedded
 
+    embedded.start_configured(settings)  # settings start nothing; a benchmark is an entry point
     with embedded._connect(Path(settings.DATABASES["default"]["HOST"])) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
