@@ -177,3 +177,21 @@ def test_search_endpoints_obey_the_matrix(world, principal):
             vote = client.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
                                                     "kind": "helpful"})
             assert vote.status_code in (201, 404)  # 404 only for anonymous API searches (no session)
+
+
+@pytest.mark.parametrize("principal", sorted(EXPECTED))
+def test_search_status_fragments_obey_the_matrix(world, principal):
+    """The search app's fragments (issue 9): a document's vector progress is a 404
+    for a hidden document, and the readiness notice counts visible documents only."""
+    from documents.models import Document, DocumentStatus
+
+    docs, people = world
+    user = people[principal]
+    client = _client_for(principal, user)
+    for level, doc in docs.items():
+        want = 200 if level in EXPECTED[principal] else 404
+        assert client.get(f"/search/documents/{doc.pk}/vectors/").status_code == want, (principal, level)
+    Document.objects.filter(pk__in=[d.pk for d in docs.values()]).update(status=DocumentStatus.PROCESSING)
+    notice = client.get("/search/readiness/").content.decode()
+    n = len(EXPECTED[principal])
+    assert f"Đang xử lý {n} tài liệu" in notice, (principal, notice)
