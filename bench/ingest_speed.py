@@ -18,6 +18,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+import _record  # noqa: E402  (bench/, the script's folder, is on sys.path)
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
@@ -31,6 +34,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=48)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
+    run = _record.start()
 
     from documents.services import chunking, extraction, tokens
 
@@ -63,12 +67,20 @@ def main() -> None:
     chunks = sum(c for _, c in warm)
     docs = len(files) * len(warm)
     print(f"warm: {docs / secs:.2f} docs/s, {chunks / secs:.1f} chunks/s ({chunks // len(warm)} chunks per round)")
+    per_format = {}
     if per_kind:
         counts = defaultdict(int)
         for f in files:
             counts[f.suffix.lower()] += 1
-        print("warm seconds per file by format: " + ", ".join(
-            f"{k} {per_kind[k] / (counts[k] * len(warm)):.3f}" for k in sorted(per_kind)))
+        per_format = {k: round(per_kind[k] / (counts[k] * len(warm)), 4) for k in sorted(per_kind)}
+        print("warm seconds per file by format: " + ", ".join(f"{k} {v:.3f}" for k, v in per_format.items()))
+    _record.save("ingest-speed", {
+        "files": len(files), "model": "/".join(Path(counter.model_path).parts[-2:]), "chunk_budget_tokens": budget,
+        "rounds": [{"seconds": round(s, 3), "chunks": c} for s, c in rounds],
+        "warm": {"docs_per_s": round(docs / secs, 2), "chunks_per_s": round(chunks / secs, 1),
+                 "chunks_per_round": chunks // len(warm)},
+        "warm_seconds_per_file_by_format": per_format,
+    }, run)
 
 
 if __name__ == "__main__":

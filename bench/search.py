@@ -37,7 +37,8 @@ recall@10 of vector mode against exact cosine top-10 in numpy over the same
 allowed rows, at the configured hnsw.ef_search and at 40/100/200/400 (with their
 latency); queries/s with --clients threads (each its own connection).
 
-Writes var/bench/search-<N>.json and var/bench/search-<N>.png.
+Writes bench/results/search-<N>.json (bench/_record.py: with the commit, machine
+and date) and the plot var/bench/search-<N>.png.
 
 This file is the CLI and the orchestration; bench/search_load.py sets up the
 database (bulk load, index builds, scenarios), bench/search_measure.py times it.
@@ -45,11 +46,8 @@ database (bulk load, index builds, scenarios), bench/search_measure.py times it.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import math
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -60,12 +58,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import _record  # noqa: E402
 import search_data as data  # noqa: E402
 import search_load as dbload  # noqa: E402
 import search_measure as measure  # noqa: E402
 from search_load import SPACE_NAME, log, sql1  # noqa: E402
 
-OUT_DIR = ROOT / "var" / "bench"
+OUT_DIR = ROOT / "var" / "bench"  # vector caches and plots; the JSON result goes to bench/results/
 
 
 def main() -> None:
@@ -92,10 +91,10 @@ def main() -> None:
     n = args.chunks
     if args.database in ("portal", "test_portal", "postgres"):
         sys.exit("refusing to use the portal's own database")
-    load_avg_start = os.getloadavg()
+    run = _record.start()
     OUT_DIR.mkdir(parents=True, exist_ok=True)
-    json_path, png_path = OUT_DIR / f"search-{n}.json", OUT_DIR / f"search-{n}.png"
-    previous = json.loads(json_path.read_text()) if json_path.exists() else {}
+    name, png_path = f"search-{n}", OUT_DIR / f"search-{n}.png"
+    previous = _record.previous(name)
 
     dbload.setup_django(args.database)
     from documents.models import Chunk
@@ -125,8 +124,6 @@ def main() -> None:
     access, department = data.document_attributes(math.ceil(n / data.CHUNKS_PER_DOCUMENT), args.seed)
     log(f"generated {n} vectors in {time.perf_counter() - t:.1f} s")
     summary: dict = {"chunks": n, "documents": math.ceil(n / data.CHUNKS_PER_DOCUMENT), "database": args.database,
-                     "date": dt.date.today().isoformat(), "machine": f"{platform.node()} {os.cpu_count()} cores, "
-                     f"{platform.python_version()}", "load_avg_start": [round(x, 2) for x in load_avg_start],
                      "model": str(Path(space.model_path).relative_to(Path(space.model_path).parents[1])), "dimension": space.dimension,
                      "perturbation": {"rank": data.RANK, "scale": args.scale, "base_passages": len(texts)}}
     if reusable:
@@ -186,8 +183,7 @@ def main() -> None:
         "queries": len(questions), "hybrid_depth": args.hybrid_depth,
         "keyword": "on" if keyword_on else "skipped (hybrid = vector + an empty keyword list)",
         "latency_ms": latency, "recall_at_10": recall, "vector_short_result_lists": short,
-        "throughput": qps, "explain": explains, "load_avg_end": [round(x, 2) for x in os.getloadavg()],
-        "command": "bench/search.py " + " ".join(sys.argv[1:]),
+        "throughput": qps, "explain": explains,
     })
     targets = {
         "vector p95 ≤ 30 ms (all)": latency["vector/all"]["p95"] <= 30,
@@ -198,7 +194,7 @@ def main() -> None:
         "hybrid API p95 ≤ 150 ms incl. encoding (90% hidden)": latency["api search()/dept"]["p95"] <= 150,
     }
     summary["targets_at_this_n"] = targets
-    json_path.write_text(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
+    json_path = _record.save(name, summary, run)
     measure.plot(summary, png_path)
     printable = {k: v for k, v in summary.items() if k != "explain"}
     print(json.dumps(printable, indent=2, ensure_ascii=False, default=str))

@@ -40,6 +40,7 @@ def setup_django(database: str) -> None:
 
     if not settings.USING_EMBEDDED_DATABASE:
         sys.exit("DATABASE_URL is set: this benchmark only runs against the embedded server")
+    embedded.start_configured(settings)  # settings start nothing; a benchmark is an entry point
     with embedded._connect(Path(settings.DATABASES["default"]["HOST"])) as conn:
         if not conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database]).fetchone():
             conn.execute(f'CREATE DATABASE "{database}"')

@@ -4,7 +4,8 @@ Every path that returns document content (search in every mode, snippets,
 suggestions, facet counts, document pages, downloads, the API, the admin list
 for non-superusers, exports) filters through `visible_documents(user)` or the
 same condition, `access_condition(user)`, used inside a larger query. Raw SQL
-embeds the compiled queryset of `visible_documents` (see `visible_document_ids_sql`).
+embeds the compiled queryset of `visible_documents` (the search app's
+`allowed_documents_sql`).
 
 The rules (DESIGN.md "Four-tier access", decisions in docs/decisions.md):
 
@@ -87,14 +88,6 @@ def visible_documents(user, base: QuerySet | None = None) -> QuerySet:
 
 def can_view(user, document: Document) -> bool:
     return visible_documents(user).filter(pk=document.pk).exists()
-
-
-def visible_document_ids_sql(user) -> tuple[str, list]:
-    """`SELECT id FROM documents_document WHERE <rule>` with its parameters,
-    for raw SQL (search) that must filter inside the query, before ranking."""
-    qs = visible_documents(user).order_by().values("id")
-    sql, params = qs.query.sql_with_params()
-    return sql, list(params)
 
 
 def access_key_condition(user, alias: str) -> tuple[str, list] | None:

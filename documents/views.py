@@ -2,8 +2,6 @@
 a document the visitor may not see is a 404, the same as one that does not exist."""
 from __future__ import annotations
 
-from datetime import timedelta
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -11,11 +9,10 @@ from django.core.exceptions import PermissionDenied, ValidationError
 from django.core.paginator import Paginator
 from django.http import FileResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
-from documents.models import AccessLevel, Department, DocumentLanguage, DocumentStatus, DocumentType, Tag
+from documents.models import AccessLevel, Department, DocumentLanguage, DocumentType, Tag
 from documents.selectors import visible_documents
 from documents.services.intake import UploadMetadata, register_upload
 
@@ -30,39 +27,17 @@ def document_list(request):
     return render(request, "documents/list.html", {"page": page})
 
 
-VECTOR_POLL_WINDOW = timedelta(minutes=30)
-
-
-def _status_context(request, document) -> dict:
-    """The document and, once it is ready, how far its vectors are in the space
-    this user searches (the search app writes them after chunking)."""
-    from search.services.embedding import document_progress
-    from search.services.spaces import space_for
-
-    embedding = None
-    if document.status == DocumentStatus.READY:
-        progress = document_progress(space_for(request.user, request.session.session_key), document.pk)
-        if progress:
-            # Poll only while the vectors can still be on their way: a document
-            # processed long ago whose vectors never came (a failed task, no worker)
-            # shows its count without polling forever.
-            recent = document.processed_at and timezone.now() - document.processed_at < VECTOR_POLL_WINDOW
-            embedding = {"done": progress[0], "total": progress[1], "poll": bool(recent),
-                         "percent": round(100 * progress[0] / progress[1])}
-    return {"document": document, "embedding": embedding}
-
-
 def document_detail(request, pk):
     document = _visible_or_404(request, pk)
     chunks = document.chunks.all()
-    return render(request, "documents/detail.html", {**_status_context(request, document), "chunks": chunks})
+    return render(request, "documents/detail.html", {"document": document, "chunks": chunks})
 
 
 def document_status(request, pk):
-    """The live status fragment (polled by htmx while the document is processed
-    and while its vectors are written)."""
+    """The live status fragment (polled by htmx while the document is processed;
+    once it is ready, the search app's fragment follows its vectors)."""
     document = _visible_or_404(request, pk)
-    return render(request, "documents/_status.html", _status_context(request, document))
+    return render(request, "documents/_status.html", {"document": document})
 
 
 def download(request, pk):

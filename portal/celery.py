@@ -1,7 +1,7 @@
 import os
 
 from celery import Celery
-from celery.signals import worker_init
+from celery.signals import after_setup_logger, after_setup_task_logger, celeryd_init, worker_init
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 
@@ -24,3 +24,20 @@ def _check_configuration(**kwargs):
     serious = [e for e in checks.run_checks() if e.is_serious()]
     if serious:
         raise SystemExit("configuration errors:\n" + "\n".join(str(e) for e in serious))
+
+
+@celeryd_init.connect
+def _quiet_worker(**kwargs):
+    """No model-loading progress bars in the worker log (Celery logs stderr at WARNING)."""
+    from portal.runtime_output import quiet_progress_bars
+
+    quiet_progress_bars()
+
+
+@after_setup_logger.connect
+@after_setup_task_logger.connect
+def _utc_log_times(logger=None, **kwargs):
+    """The same UTC time format as the web processes (portal/runtime_output.py)."""
+    from portal.runtime_output import use_utc_times
+
+    use_utc_times(logger)

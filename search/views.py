@@ -25,14 +25,23 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9_-]{16,64}")
 _FILTER_VALUE = re.compile(r"[\w.-]{1,64}")
 
 
-def client_id(request) -> str | None:
-    """An anonymous visitor's random id, kept in a cookie (never a session row):
-    it keeps the visitor in one A/B bucket and lets them vote on their own
-    searches. None for signed-in users, who are known by their account."""
+def known_client_id(request) -> str | None:
+    """The anonymous visitor's cookie id when they have one (see `client_id`)."""
     if request.user.is_authenticated:
         return None
     known = request.COOKIES.get(CLIENT_COOKIE, "")
-    if _CLIENT_ID.fullmatch(known):
+    return known if _CLIENT_ID.fullmatch(known) else None
+
+
+def client_id(request) -> str | None:
+    """An anonymous visitor's random id, kept in a cookie (never a session row):
+    it keeps the visitor in one A/B bucket and lets them vote on their own
+    searches; a new one is set with the response. None for signed-in users,
+    who are known by their account."""
+    if request.user.is_authenticated:
+        return None
+    known = known_client_id(request)
+    if known:
         return known
     if not hasattr(request, "_new_client_id"):
         request._new_client_id = secrets.token_urlsafe(18)

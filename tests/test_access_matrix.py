@@ -92,6 +92,7 @@ DOCUMENT_ENDPOINTS = [
     DocumentEndpoint("portal download", "portal", "/documents/{pk}/download/"),
     DocumentEndpoint("API detail", "api", "/api/v1/documents/{pk}/"),
     DocumentEndpoint("API download", "api", "/api/v1/documents/{pk}/download/"),
+    DocumentEndpoint("search: a document's vector progress", "portal", "/search/documents/{pk}/vectors/"),
 ]
 
 
@@ -323,3 +324,14 @@ def test_search_endpoints_obey_the_matrix_in_every_mode(searchable, name):
                 vote = p.portal.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
                                                           "kind": "helpful"})
                 assert vote.status_code == (201 if p.signed_in and doc.pk in found else 404), where
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_the_readiness_notice_counts_visible_documents_only(world, name):
+    from documents.models import Document, DocumentStatus
+
+    docs, people = world
+    p = principal(name, people[name])
+    Document.objects.filter(pk__in=[d.pk for d in docs.values()]).update(status=DocumentStatus.PROCESSING)
+    notice = p.portal.get("/search/readiness/").content.decode()
+    assert f"Đang xử lý {len(EXPECTED[name])} tài liệu" in notice, (name, notice)

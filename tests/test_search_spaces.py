@@ -267,17 +267,20 @@ def test_document_page_shows_vector_progress_until_every_passage_has_one(minilm_
     leave = corpus["leave"]
     client.force_login(f.user("reader", departments=["HR"]))
     total = leave.chunks.count()
-    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    vectors = f"/search/documents/{leave.pk}/vectors/"  # the search app's fragment (issue 9)
+    status = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    assert f'hx-get="{vectors}"' in status
+    page = client.get(vectors).content.decode()
     assert f"Vector cho tìm kiếm theo ngữ nghĩa: 0/{total} đoạn" in page
     assert 'hx-trigger="every 2s"' in page  # keeps polling while vectors are written
     from datetime import timedelta
 
     from django.utils import timezone
     type(leave).objects.filter(pk=leave.pk).update(processed_at=timezone.now() - timedelta(days=1))
-    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    page = client.get(vectors).content.decode()
     assert f"0/{total} đoạn" in page and "hx-trigger" not in page  # vectors that never came: no endless polling
     embedding.embed_document(space, leave.pk)
-    page = client.get(f"/documents/{leave.pk}/status/").content.decode()
+    page = client.get(vectors).content.decode()
     assert "Vector cho tìm kiếm" not in page and "hx-trigger" not in page
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
+from django.utils.module_loading import import_string
 
 from documents import signals
 from documents.models import Chunk, Document, DocumentStatus, ProcessingStep
@@ -36,22 +37,16 @@ class ChunkingPolicy:
 
 
 def current_chunking_policy() -> ChunkingPolicy:
-    """The model whose tokenizer counts chunk budgets. The search app may
-    register a resolver (the active space's model); otherwise EMBEDDING_MODEL
-    or the offline default."""
-    model_path = _policy_resolver() if _policy_resolver else None
+    """The model whose tokenizer counts chunk budgets: what the function named by
+    settings.CHUNKING_MODEL_RESOLVER returns (the search app's: the active space's
+    model); without one (or no active space) EMBEDDING_MODEL, else the offline
+    all-MiniLM-L6-v2. Configured by dotted path: documents never imports search."""
+    resolver = getattr(settings, "CHUNKING_MODEL_RESOLVER", None)
+    model_path = import_string(resolver)() if resolver else None
     model_path = model_path or settings.EMBEDDING_MODEL or str(tokens.default_model_path())
     counter = tokens.token_counter(str(model_path))
     return ChunkingPolicy(str(model_path), counter.budget(settings.CHUNK_MAX_TOKENS),
                           min(settings.CHUNK_OVERLAP_TOKENS, counter.budget(settings.CHUNK_MAX_TOKENS) // 4))
-
-
-_policy_resolver = None
-
-
-def set_chunking_model_resolver(resolver) -> None:
-    global _policy_resolver
-    _policy_resolver = resolver
 
 
 def _set_progress(doc_id: int, progress: int, message: str) -> None:

@@ -61,6 +61,13 @@ def active_space() -> EmbeddingSpace | None:
     return EmbeddingSpace.objects.filter(status=SpaceStatus.ACTIVE).first()
 
 
+def active_model_path() -> str | None:
+    """The active space's model folder: chunks are counted with the tokenizer of
+    the model that will read them (settings.CHUNKING_MODEL_RESOLVER names this)."""
+    space = active_space()
+    return space.model_path if space else None
+
+
 def serving_spaces():
     """Spaces that must receive new documents (dual-write during a migration)."""
     return EmbeddingSpace.objects.filter(status__in=SERVING)

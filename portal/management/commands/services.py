@@ -16,10 +16,7 @@ class Command(BaseCommand):
     def handle(self, action, **options):
         var = settings.VAR_DIR
         if action == "start":
-            if settings.USING_EMBEDDED_DATABASE:
-                embedded.ensure_postgres(var)
-            if settings.USING_EMBEDDED_BROKER:
-                embedded.ensure_redis(var)
+            embedded.start_configured(settings)
         elif action == "stop":
             if settings.USING_EMBEDDED_BROKER and embedded.stop_redis(var):
                 self.stdout.write("embedded Redis stopped")
