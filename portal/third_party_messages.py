@@ -1,5 +1,5 @@
 """Messages of Django, django-guardian and Django REST framework that those
-packages ship without a Vietnamese translation (found by `manage.py translations
+packages (and django-axes) ship without a Vietnamese translation (found by `manage.py translations
 missing` for Django 5.2, guardian 3.5, DRF 3.18). Listed here only so that
 makemessages keeps them in our catalogs, where they are translated; our
 LOCALE_PATHS take precedence over the packages' own catalogs. Nothing imports
@@ -249,3 +249,35 @@ gettext_noop("request info")
 gettext_noop("response info")
 gettext_noop("unique integer value")
 gettext_noop("unique value")
+
+# django-axes (sign-in lockout; its admin pages)
+gettext_noop("Axes")
+gettext_noop("User Agent")
+gettext_noop("IP Address")
+gettext_noop("Username")
+gettext_noop("HTTP Accept")
+gettext_noop("Path")
+gettext_noop("Attempt Time")
+gettext_noop("Access lock out")
+gettext_noop("access failure")
+gettext_noop("access failures")
+gettext_noop("GET Data")
+gettext_noop("POST Data")
+gettext_noop("Failed Logins")
+gettext_noop("access attempt")
+gettext_noop("access attempts")
+gettext_noop("Access Attempt")
+gettext_noop("Expires At")
+gettext_noop("The time when access attempt expires and is no longer valid.")
+gettext_noop("access attempt expiration")
+gettext_noop("access attempt expirations")
+gettext_noop("Logout Time")
+gettext_noop("Session key hash (sha256)")
+gettext_noop("access log")
+gettext_noop("access logs")
+gettext_noop("Locked Out")
+gettext_noop("Form Data")
+gettext_noop("Meta Data")
+gettext_noop("Clean up expired attempts")
+gettext_noop("Not set")
+gettext_noop("Attempt Remaining")

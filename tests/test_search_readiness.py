@@ -59,7 +59,7 @@ def test_vector_fragment_stops_polling_for_old_documents(db, space):
 def test_processing_document_status_fragment_polls_itself_only(db, space):
     doc = f.document(0, status=DocumentStatus.PROCESSING)
     fragment = Client().get(f"/documents/{doc.pk}/status/").content.decode()
-    assert f'hx-get="/documents/{doc.pk}/status/"' in fragment and "/vectors/" not in fragment
+    assert f'hx-get="/documents/{doc.pk}/status/?since=processing"' in fragment and "/vectors/" not in fragment
 
 
 def test_vector_fragment_of_a_hidden_document_is_404(db, space):
