@@ -307,8 +307,7 @@ def test_processing_steps_are_stored_as_msgids_and_shown_translated():
             assert all(shown[step] != step for step in steps), shown
 
     client = Client(HTTP_ACCEPT_LANGUAGE="vi")
-    f.user("owner", is_superuser=True, is_staff=True)
-    client.login(username="owner", password="pw-owner")
+    client.force_login(f.user("owner", is_superuser=True, is_staff=True))
     Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.PROCESSING,
                                               status_message=ProcessingStep.EXTRACTING)
     page = client.get(f"/documents/{doc.pk}/").content.decode()
