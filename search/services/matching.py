@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from documents.services.text import SYLLABLE, fold, fold_same_length, has_diacritics, syllable_matches
+from documents.services.text import fold, fold_same_length, has_diacritics, syllable_matches
 
 # One Vietnamese syllable, accents folded: onset? + vowel nucleus + coda?
 _VIETNAMESE_SYLLABLE = re.compile(
@@ -31,23 +31,19 @@ def is_vietnamese_syllable(token: str) -> bool:
     return bool(_VIETNAMESE_SYLLABLE.fullmatch(fold(token)))
 
 
-@dataclass(frozen=True)
-class Syllable:
-    start: int
-    end: int
-    lower: str
-    folded: str
-
-
 @dataclass
 class Matches:
-    syllables: list[Syllable]
-    phrases: list[tuple[int, int, int]]  # (first passage syllable, length, first query position)
-    singles: list[tuple[int, int]]  # (passage syllable, query position) matched outside any phrase
+    phrases: list[tuple[int, int, int, int]]  # (start, end, syllables, first query position)
+    singles: list[tuple[int, int, int]]  # (start, end, query position) matched outside any phrase
 
     @property
     def phrase_positions(self) -> set[int]:
-        return {j + n for _, length, j in self.phrases for n in range(length)}
+        return {j + n for _, _, length, j in self.phrases for n in range(length)}
+
+
+def _whole_words(keys) -> re.Pattern | None:
+    keys = sorted(set(keys), key=len, reverse=True)
+    return re.compile(r"(?<![^\W_])(?:" + "|".join(map(re.escape, keys)) + r")(?![^\W_])") if keys else None
 
 
 class QueryMatcher:
@@ -56,35 +52,52 @@ class QueryMatcher:
         self.exact = [has_diacritics(t) for t in self.tokens]
         self.keys = [t if exact else fold(t) for t, exact in zip(self.tokens, self.exact)]
         self.standalone = [len(self.tokens) == 1 or not is_vietnamese_syllable(t) for t in self.tokens]
+        # query positions by the form a passage syllable must have: its lower-cased
+        # spelling (typed with diacritics) or its folded form (typed without)
+        self._by_spelling: dict[str, list[int]] = {}
+        self._by_folded: dict[str, list[int]] = {}
+        for j, (key, exact) in enumerate(zip(self.keys, self.exact)):
+            (self._by_spelling if exact else self._by_folded).setdefault(key, []).append(j)
+        self._spelling = _whole_words(self._by_spelling)
+        self._folded = _whole_words(self._by_folded)
 
-    def _match(self, syllable: Syllable, j: int) -> bool:
-        return (syllable.lower if self.exact[j] else syllable.folded) == self.keys[j]
+    def _hits(self, text: str) -> list[tuple[int, int, set[int]]]:
+        """(start, end, query positions) of every passage syllable that matches
+        some query syllable, in order (found by regex: most syllables match none)."""
+        found: dict[int, tuple[int, set[int]]] = {}
+        for pattern, forms, source in ((self._spelling, self._by_spelling, text.lower),
+                                       (self._folded, self._by_folded, lambda: fold_same_length(text))):
+            if pattern is None:
+                continue
+            haystack = source()
+            if len(haystack) != len(text):  # a lower-casing that changes length: offsets would drift
+                haystack = fold_same_length(text)
+            for m in pattern.finditer(haystack):
+                end, positions = found.setdefault(m.start(), (m.end(), set()))
+                positions.update(forms[m.group()])
+        return [(start, end, positions) for start, (end, positions) in sorted(found.items())]
 
     def matches(self, text: str) -> Matches:
         """The longest phrases first, left to right; then single syllables."""
-        folded = fold_same_length(text)
-        syl = [Syllable(m.start(), m.end(), text[m.start():m.end()].lower(), folded[m.start():m.end()])
-               for m in SYLLABLE.finditer(text)]
+        hits = self._hits(text) if self.tokens else []
         phrases, singles = [], []
-        i = 0
-        while i < len(syl):
+        k = 0
+        while k < len(hits):
             best, best_j = 0, -1
-            for j in range(len(self.tokens)):
-                n = 0
-                while (i + n < len(syl) and j + n < len(self.tokens) and self._match(syl[i + n], j + n)
-                       and (n == 0 or text[syl[i + n - 1].end:syl[i + n].start].strip() in ("", "-"))):
+            for j in sorted(hits[k][2]):
+                n = 1
+                while (k + n < len(hits) and j + n in hits[k + n][2]
+                       and text[hits[k + n - 1][1]:hits[k + n][0]].strip() in ("", "-")):
                     n += 1
                 if n > best:
                     best, best_j = n, j
             if best >= 2:
-                phrases.append((i, best, best_j))
-                i += best
+                phrases.append((hits[k][0], hits[k + best - 1][1], best, best_j))
+                k += best
                 continue
-            if best == 1:
-                singles.append((i, best_j))
-                singles += [(i, j) for j in range(best_j + 1, len(self.tokens)) if self._match(syl[i], j)]
-            i += 1
-        return Matches(syl, phrases, singles)
+            singles += [(hits[k][0], hits[k][1], j) for j in sorted(hits[k][2])]
+            k += 1
+        return Matches(phrases, singles)
 
     def coverage(self, found: Matches, weights: dict[str, float], compounds: set[int]) -> float:
         """Share of the query's weight (syllable → weight) that a passage's
@@ -94,7 +107,7 @@ class QueryMatcher:
         if not total:
             return 0.0
         share = {self.tokens[j]: 1.0 for j in found.phrase_positions}
-        for _, j in found.singles:
+        for _, _, j in found.singles:
             alone = 1.0 if self.standalone[j] else 0.0 if j in compounds else 0.5
             share[self.tokens[j]] = max(share.get(self.tokens[j], 0.0), alone)
         return sum(weights.get(t, 0.0) * f for t, f in share.items()) / total

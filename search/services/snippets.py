@@ -115,11 +115,10 @@ class Snippets:
         if not m.tokens:
             return []
         found = m.matches(text)
-        syl = found.syllables
-        out = [(syl[i].start, syl[i + n - 1].end, n) for i, n, _ in found.phrases]
-        for i, j in found.singles:
+        out = [(start, end, n) for start, end, n, _ in found.phrases]
+        for start, end, j in found.singles:
             if m.standalone[j] or (not found.phrases and m.tokens[j] not in STOPWORDS):
-                out.append((syl[i].start, syl[i].end, 1))
+                out.append((start, end, 1))
         return sorted(set(out))
 
     def has_content(self, text: str, *, masthead: bool = False) -> bool:
