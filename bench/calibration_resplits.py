@@ -18,12 +18,12 @@ and keeps the others as held-out; on the held-out questions it compares:
 
 against the best single mode on the same held-out questions (chosen with
 hindsight: the promise is "never below it"). Writes bench/results/
-calibration_resplits.json and calibration_resplits.png.
+calibration-resplits.json (with its commit, machine and date: bench/_record.py)
+and the histogram var/bench/calibration-resplits.png.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -33,7 +33,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
+
+import _record  # noqa: E402
 
 import django  # noqa: E402
 
@@ -143,8 +146,12 @@ def main() -> None:
     parser.add_argument("--resplits", type=int, default=200)
     parser.add_argument("--calibration", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    parser.add_argument("--plot", default=str(ROOT / "var" / "bench" / "calibration-resplits.png"))
     args = parser.parse_args()
+    run = _record.start()
+    from portal import embedded
+
+    embedded.start_configured(settings)  # settings start nothing; a benchmark is an entry point
     models = args.model or [str(Path(settings.VAR_DIR) / "models" / "multilingual-e5-small"),
                             str(default_model_path())]
     data = qa.load_vicov19qa([qa.default_dataset_path()])
@@ -161,13 +168,12 @@ def main() -> None:
                 print(f"  {name:8} {r[name]}")
             print(f"  new adopted the grid's best in {r['adopted_grid_best_share']:.0%} of re-splits; old picked "
                   f"min-max score fusion in {r['old_picked_score_fusion_share']:.0%}", flush=True)
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "calibration_resplits.json").write_text(json.dumps(
-        {"resplits": args.resplits, "calibration_questions": args.calibration, "seed": args.seed,
-         "results": [{k: v for k, v in r.items() if k != "resplits"} for r in results]}, indent=2))
-    plot(results, out / "calibration_resplits.png")
-    print(f"wrote {out / 'calibration_resplits.json'} and calibration_resplits.png")
+    plot_path = Path(args.plot)
+    plot_path.parent.mkdir(parents=True, exist_ok=True)
+    plot(results, plot_path)
+    _record.save("calibration-resplits", {
+        "resplits": args.resplits, "calibration_questions": args.calibration, "seed": args.seed,
+        "plot": str(plot_path), "results": [{k: v for k, v in r.items() if k != "resplits"} for r in results]}, run)
 
 
 if __name__ == "__main__":

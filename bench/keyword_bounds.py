@@ -14,7 +14,6 @@ chunks): use --queries to bound the run.
 from __future__ import annotations
 
 import argparse
-import csv
 import sys
 import time
 from pathlib import Path
@@ -30,15 +29,12 @@ import search_load as dbload  # noqa: E402
 
 
 def gold_pairs(limit: int) -> list[tuple[str, str]]:
-    csv.field_size_limit(10**8)
-    pairs = []
-    with open(data.DATA / "UIT-ViCoV19QA_test.csv", encoding="utf-8", newline="") as f:
-        for row in csv.DictReader(f, delimiter="|", quotechar='"'):
-            question = " ".join((row["Question"] or "").split())
-            answer = " ".join((row["Answer_1"] or "").split())
-            if question:
-                pairs.append((question, answer))
-    return pairs[:limit]
+    """(test question, its answer), whitespace collapsed, read with the portal's one loader."""
+    from search.evaluation.corpus import load_vicov19qa
+
+    corpus = load_vicov19qa([data.DATA / "UIT-ViCoV19QA_test.csv"])
+    return [(" ".join(q.split()), " ".join(corpus.passages[relevant[0]].split()))
+            for q, relevant in corpus.questions("test")][:limit]
 
 
 def main() -> None:

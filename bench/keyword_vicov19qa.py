@@ -15,7 +15,6 @@ over punctuation-free syllables (\w+). The gate: ours ≥ 0.95 × reference MRR@
 from __future__ import annotations
 
 import argparse
-import csv
 import hashlib
 import math
 import os
@@ -36,19 +35,12 @@ import _record  # noqa: E402  (bench/, the script's folder, is on sys.path)
 
 
 def load() -> tuple[list[str], list[tuple[str, int]]]:
-    csv.field_size_limit(10**8)
-    answers: dict[str, int] = {}
-    queries = []
-    for split in ("train", "val", "test"):
-        with open(DATA / f"UIT-ViCoV19QA_{split}.csv", encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f, delimiter="|", quotechar='"'):
-                answer = (row["Answer_1"] or "").strip()
-                if not answer:
-                    continue
-                idx = answers.setdefault(answer, len(answers))
-                if split == "test":
-                    queries.append((row["Question"].strip(), idx))
-    return list(answers), queries
+    """(every unique answer, [(test question, its answer's index)]), read with the
+    portal's one loader (search.evaluation.corpus)."""
+    from search.evaluation.corpus import load_vicov19qa
+
+    data = load_vicov19qa([DATA])
+    return data.passages, [(q, relevant[0]) for q, relevant in data.questions("test")]
 
 
 class BM25Okapi:

@@ -21,7 +21,6 @@ The dataset is read in place, never copied.
 from __future__ import annotations
 
 import argparse
-import csv
 import glob
 import json
 import os
@@ -42,12 +41,11 @@ def _peak_rss_mb() -> float:
 
 
 def _load_texts(path: str, n_passages: int, n_queries: int) -> tuple[list[str], list[str]]:
-    csv.field_size_limit(1 << 24)
-    with open(path, encoding="utf-8", newline="") as fh:
-        rows = list(csv.DictReader(fh, delimiter="|"))
-    passages = [r["Answer_1"] for r in rows if r.get("Answer_1")][:n_passages]
-    queries = [r["Question"] for r in rows if r.get("Question")][:n_queries]
-    return passages, queries
+    from search.evaluation.corpus import load_vicov19qa
+
+    data = load_vicov19qa([path])
+    questions = [q for split in ("train", "val", "test") for q, _ in data.questions(split)]
+    return data.passages[:n_passages], questions[:n_queries]
 
 
 def _latency(fn, queries: list[str]) -> dict:

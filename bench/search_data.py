@@ -17,7 +17,6 @@ regenerates exactly the vectors that are in the database.
 """
 from __future__ import annotations
 
-import csv
 import hashlib
 from pathlib import Path
 
@@ -34,23 +33,14 @@ RANK, SCALE = 16, 0.3
 
 
 def load_vicov() -> tuple[list[str], list[str]]:
-    """(base passages, test questions)."""
-    csv.field_size_limit(10**8)
-    passages: dict[str, None] = {}
-    questions: list[str] = []
-    for split in ("train", "val", "test"):
-        with open(DATA / f"UIT-ViCoV19QA_{split}.csv", encoding="utf-8", newline="") as f:
-            for row in csv.DictReader(f, delimiter="|", quotechar='"'):
-                answer = " ".join((row["Answer_1"] or "").split())
-                question = " ".join((row["Question"] or "").split())
-                if answer:
-                    passages.setdefault(answer)
-                if split == "test":
-                    if question:
-                        questions.append(question)
-                elif question:
-                    passages.setdefault(question)
-    return list(passages), questions
+    """(base passages: the unique answers, then the train and val questions; test questions),
+    read with the portal's one loader (search.evaluation.corpus)."""
+    from search.evaluation.corpus import load_vicov19qa
+
+    data = load_vicov19qa([DATA])
+    passages = dict.fromkeys(" ".join(p.split()) for p in data.passages)
+    passages.update(dict.fromkeys(" ".join(q.split()) for split in ("train", "val") for q, _ in data.questions(split)))
+    return list(passages), [" ".join(q.split()) for q, _ in data.questions("test")]
 
 
 def base_vectors(encoder_space, texts: list[str], cache_dir: Path, log=print) -> np.ndarray:
