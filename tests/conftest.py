@@ -102,10 +102,11 @@ def _purge_queue():
     from portal.celery import app
 
     with app.connection_for_write() as conn:
-        try:
-            conn.default_channel.queue_purge(app.conf.task_default_queue)
-        except Exception:  # the queue does not exist yet
-            pass
+        for queue in app.conf.task_queues:  # control, ingest, embed, finetune
+            try:
+                conn.default_channel.queue_purge(queue.name)
+            except Exception:  # the queue does not exist yet
+                pass
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):
