@@ -14,3 +14,5 @@ urlpatterns = [
     path("", include("documents.urls")),
     path("", include("search.urls")),
 ]
+
+handler500 = "portal.views.server_error"  # 503 + Retry-After while the database is unreachable
