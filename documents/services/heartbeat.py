@@ -80,8 +80,13 @@ class Heartbeat:
         # visible to this session (a caller's transaction has not committed it yet).
         current = self.lock.execute("SELECT holder, status FROM documents_document WHERE id = %s",
                                     [self.document_id])
-        if current and (current[0][0] != self.holder or current[0][1] != "processing"):
-            log.warning("document %s was taken over by %s; this worker stops", self.document_id, current[0][0])
+        if not current:
+            return
+        holder, status = current[0]
+        if status in ("ready", "failed"):
+            self._stop.set()  # finished (by this worker a moment ago, or by one that took over: the final write tells)
+        elif holder != self.holder or status != "processing":
+            log.warning("document %s was taken over (%s, by %r); this worker stops", self.document_id, status, holder)
             self.lost.set()
             self._stop.set()
 
