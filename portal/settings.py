@@ -117,14 +117,15 @@ CELERY_TASK_ANNOTATIONS = {
     "search.tasks.recover_missing_vectors_task": {"soft_time_limit": 120, "time_limit": 150},
 }
 # Outages: a task that meets an unreachable database or broker is retried with exponential
-# backoff (1 s, 2 s, 4 s … capped), for long enough to ride out an outage of several minutes.
+# backoff (1 s, 2 s, 4 s … capped), for long enough to ride out an outage of several minutes;
+# the cap bounds how long work waits after the outage ends.
 TASK_RETRY_MAX_DELAY = env.env_int(
-    "PORTAL_TASK_RETRY_MAX_DELAY", 60,
+    "PORTAL_TASK_RETRY_MAX_DELAY", 30,
     "Longest wait in seconds between two retries of a task that met an unreachable database or broker.",
     minimum=1)
 TASK_MAX_RETRIES = env.env_int(
-    "PORTAL_TASK_MAX_RETRIES", 20,
-    "Retries of such a task (20 with the 60 s cap: about 15 minutes); after that the recovery sweep takes over.",
+    "PORTAL_TASK_MAX_RETRIES", 30,
+    "Retries of such a task (30 with the 30 s cap: about 13 minutes); after that the recovery sweep takes over.",
     minimum=0)
 # Worker loss: while a document is processed a background thread renews its heartbeat and
 # holds a PostgreSQL advisory lock; the lock ends with the worker's connection, so a killed

@@ -2,7 +2,7 @@
 
 `is_transient(exc)` tells an outage (a lost or refused connection, a restart, a
 deadlock) from a bug. `retry_later` retries with exponential backoff capped at
-PORTAL_TASK_RETRY_MAX_DELAY, at most PORTAL_TASK_MAX_RETRIES times (about 15
+PORTAL_TASK_RETRY_MAX_DELAY, at most PORTAL_TASK_MAX_RETRIES times (about 13
 minutes with the defaults), and never touches the database itself — so it works
 while the database is down. When the broker is down too, Celery cannot send the
 retry and drops the message; the work is not lost: the recovery sweeps find it
