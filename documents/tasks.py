@@ -40,6 +40,8 @@ def recover_stale_documents_task(self) -> list[int]:
 
 @worker_ready.connect
 def _recover_on_worker_start(sender=None, **kwargs):
-    # A worker that died left its documents 'processing'; the next worker to start
-    # picks them up now (beat's sweep does it every minute after that).
+    # A worker that died left its documents 'processing'; the next worker to start picks
+    # them up now, and once more when a heartbeat of just before the crash is older than
+    # the grace the sweep allows (beat's sweep does it every minute after that).
     tasking.send(recover_stale_documents_task)
+    tasking.send_later(recover_stale_documents_task, recovery.heartbeat_grace().total_seconds() + 1)

@@ -73,8 +73,16 @@ def retry_later(task, exc: BaseException, **options) -> str:
 
 def send(task, *args, **kwargs) -> bool:
     """Queue `task(*args, **kwargs)`; False (logged) when the broker cannot be reached."""
+    return _send(task, args, kwargs)
+
+
+def send_later(task, countdown: float, *args, **kwargs) -> bool:
+    return _send(task, args, kwargs, countdown=countdown)
+
+
+def _send(task, args, kwargs, **options) -> bool:
     try:
-        task.apply_async(args, kwargs, retry_policy=PUBLISH_RETRY_POLICY)
+        task.apply_async(args, kwargs, retry_policy=PUBLISH_RETRY_POLICY, **options)
         return True
     except Exception as exc:  # the broker is away (kombu wraps redis/amqp errors in several ways)
         log.warning("could not queue %s%s: %s: %s", task.name, args, exc.__class__.__name__, exc)

@@ -73,7 +73,10 @@ def recover_missing_vectors_task(self, everything: bool = False) -> int:
 
 @worker_ready.connect
 def _recover_on_worker_start(sender=None, **kwargs):
+    # Every document once (the periodic sweep looks at recent ones), and the recent ones
+    # again when a hand-off queued just before a crash is past the sweep's grace.
     tasking.send(recover_missing_vectors_task, everything=True)
+    tasking.send_later(recover_missing_vectors_task, 2 * settings.INGEST_HEARTBEAT_SECONDS + 1)
 
 
 from search.evaluation.tasks import evaluation_run_task  # noqa: E402,F401  (Celery autodiscovery)
