@@ -24,7 +24,9 @@ def process_document_task(self, document_id: int, resume_holder: str = "") -> st
         return tasking.retry_later(self, exc.__cause__ or exc, args=(document_id,),
                                    kwargs={"resume_holder": exc.holder})
     except Exception as exc:  # an outage before the claim, or an unexpected error already recorded
-        return tasking.retry_later(self, exc, args=(document_id,), kwargs={})
+        # (an outage keeps resume_holder: the retry that meets the database still down resumes too)
+        keep = resume_holder if tasking.is_transient(exc) else ""
+        return tasking.retry_later(self, exc, args=(document_id,), kwargs={"resume_holder": keep})
 
 
 @shared_task(bind=True, acks_late=True)

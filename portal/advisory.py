@@ -52,6 +52,8 @@ class SessionLock:
         if self._db is None:
             self._db = connections.create_connection(self.alias)
             self._db.inc_thread_sharing()  # taken in one thread, renewed in the heartbeat thread
+        if self._db.connection is not None:
+            return self._db
         self._db.ensure_connection()
         with self._db.cursor() as cur:
             # Server-side keepalives end the session of a machine that vanished within ~1 minute

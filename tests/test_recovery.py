@@ -200,3 +200,48 @@ def test_a_broker_outage_at_upload_is_recorded_not_raised(monkeypatch):
     assert waits_for_queue(doc)
     doc.refresh_from_db()
     assert waits_for_queue(doc) and doc.queued_at is None
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_heartbeat_is_renewed_while_a_step_runs_and_notices_a_takeover():
+    import time
+
+    from documents.services.heartbeat import Heartbeat
+
+    doc = upload(1, status=DocumentStatus.PROCESSING, holder="me", heartbeat_at=timezone.now() - timedelta(hours=1))
+    with Heartbeat(doc.pk, "me", interval=0.1) as beat:
+        assert beat.acquire()
+        beat.start()
+        time.sleep(0.6)  # a long step: nothing in the pipeline touches the row meanwhile
+        assert timezone.now() - Document.objects.get(pk=doc.pk).heartbeat_at < timedelta(seconds=2)
+        assert not beat.lost.is_set()
+        Document.objects.filter(pk=doc.pk).update(holder="someone-else")  # taken over
+        deadline = time.monotonic() + 5
+        while not beat.lost.is_set() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert beat.lost.is_set()
+
+
+def test_an_outage_after_the_claim_resumes_the_attempt_instead_of_using_up_another(monkeypatch, settings):
+    from documents.tasks import process_document_task
+
+    settings.TASK_MAX_RETRIES = 5
+    doc = upload(1)
+    real = processing.process_document
+    runs = []
+
+    def flaky(document_id, resume_holder=""):
+        runs.append(resume_holder)
+        if len(runs) == 1:  # claimed, then the database went away mid-way
+            claimed = processing._claim(document_id, "w:1:first", True)
+            assert claimed is not None
+            raise processing.ProcessingInterrupted("w:1:first") from OperationalError("server closed the connection")
+        if len(runs) < 4:  # the retries meet the database still down, before any claim
+            raise OperationalError("connection refused")
+        return real(document_id, resume_holder=resume_holder)
+
+    monkeypatch.setattr(processing, "process_document", flaky)
+    assert process_document_task.apply(args=(doc.pk,)).get() == "ready"
+    assert runs == ["", "w:1:first", "w:1:first", "w:1:first"]
+    doc.refresh_from_db()
+    assert doc.attempts == 1  # one attempt, interrupted and resumed
