@@ -8,7 +8,8 @@ retries used up, a killed worker) the recovery sweep finds from the database.
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
 
 from documents.services import processing, recovery
 from portal import tasking
@@ -47,3 +48,9 @@ def _recover_on_worker_start(sender=None, **kwargs):
     # the grace the sweep allows (beat's sweep does it every minute after that).
     tasking.send(recover_stale_documents_task)
     tasking.send_later(recover_stale_documents_task, recovery.heartbeat_grace().total_seconds() + 1)
+
+
+@worker_process_init.connect
+def _preload(**kwargs):
+    if tasking.consumes(settings.TASK_QUEUES["ingest"]):
+        processing.preload_libraries()

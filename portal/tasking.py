@@ -95,6 +95,13 @@ def _send(task, args, kwargs, **options) -> bool:
 PUBLISH_RETRY_POLICY = {"max_retries": 3, "interval_start": 0, "interval_step": 0.3, "interval_max": 0.5}
 
 
+def consumes(queue: str) -> bool:
+    """Whether this worker takes tasks from `queue` (its -Q, or every queue without one)."""
+    from portal.celery import app
+
+    return queue in app.amqp.queues.consume_from
+
+
 def queue_length(name: str) -> int | None:
     """Messages waiting in a queue (not counting those a worker holds); None when the
     broker cannot be asked."""

@@ -8,7 +8,7 @@ import logging
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
 from portal import tasking
@@ -77,6 +77,14 @@ def _recover_on_worker_start(sender=None, **kwargs):
     # again when a hand-off queued just before a crash is past the sweep's grace.
     tasking.send(recover_missing_vectors_task, everything=True)
     tasking.send_later(recover_missing_vectors_task, 2 * settings.INGEST_HEARTBEAT_SECONDS + 1)
+
+
+
+@worker_process_init.connect
+def _preload(**kwargs):
+    # An import interrupted by a time limit breaks the process (processing.preload_libraries).
+    if tasking.consumes(settings.TASK_QUEUES["embed"]):
+        import sentence_transformers  # noqa: F401
 
 
 from search.evaluation.tasks import evaluation_run_task  # noqa: E402,F401  (Celery autodiscovery)

@@ -216,14 +216,20 @@ def test_a_document_over_the_time_limit_fails_with_the_limit_in_its_reason(start
     from documents.tasks import process_document_task
 
     # The limits travel in the message: the process that queues the task stamps them.
-    settings.INGEST_TIME_LIMIT = 1
-    monkeypatch.setattr(process_document_task, "soft_time_limit", 1)
-    monkeypatch.setattr(process_document_task, "time_limit", 31)
+    settings.INGEST_TIME_LIMIT = 2
+    monkeypatch.setattr(process_document_task, "soft_time_limit", 2)
+    monkeypatch.setattr(process_document_task, "time_limit", 32)
     monkeypatch.setattr(process_document_task, "_exec_options", None)
-    start_worker(args=("--pool=prefork", "--concurrency=1"), PORTAL_INGEST_TIME_LIMIT=1, **FAST)
+    start_worker(args=("--pool=prefork", "--concurrency=1"), PORTAL_INGEST_TIME_LIMIT=2, **FAST)
     doc = big_upload(2)
     final = wait_until(lambda: Document.objects.filter(pk=doc.pk, status__in=["ready", "failed"]).first(), 120,
                        0.2, message="the document to end")
     assert final.status == DocumentStatus.FAILED
-    assert "took longer than the limit of 1 s" in final.error
+    assert "took longer than the limit of 2 s" in final.error
     assert not Chunk.objects.filter(document=doc).exists()
+
+    # the same worker process goes on with the next document (the limit broke nothing in it)
+    small = upload(long_markdown(2, 3), "small.md")
+    final = wait_until(lambda: Document.objects.filter(pk=small.pk, status__in=["ready", "failed"]).first(), 60,
+                       0.2, message="the next document")
+    assert final.status == DocumentStatus.READY, final.error

@@ -245,3 +245,13 @@ def test_an_outage_after_the_claim_resumes_the_attempt_instead_of_using_up_anoth
     assert runs == ["", "w:1:first", "w:1:first", "w:1:first"]
     doc.refresh_from_db()
     assert doc.attempts == 1  # one attempt, interrupted and resumed
+
+
+def test_tasks_carry_their_time_limits(settings):
+    from documents.tasks import process_document_task
+    from search.tasks import embed_document_task
+
+    assert (process_document_task.soft_time_limit, process_document_task.time_limit) == (
+        settings.INGEST_TIME_LIMIT, settings.INGEST_TIME_LIMIT + 30)
+    assert (embed_document_task.soft_time_limit, embed_document_task.time_limit) == (
+        settings.EMBED_TIME_LIMIT, settings.EMBED_TIME_LIMIT + 30)

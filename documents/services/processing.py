@@ -126,6 +126,22 @@ def _fail(doc: Document, reason: str) -> None:
     log.warning("document %s failed: %s", doc.code, reason)
 
 
+def preload_libraries() -> None:
+    """Import the parsers' and the tokenizer's libraries before the first task (a worker
+    calls this when its process starts): a soft time limit that fires in the middle of a
+    first import leaves a half-initialised module (torch) behind, and every later task
+    of that process would fail on it."""
+    import importlib
+
+    for name in ("torch", "transformers",
+                 *(f"unstructured.partition.{kind}" for kind in ("text", "md", "html", "pdf", "docx", "pptx", "xlsx"))):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            log.warning("could not preload %s", name, exc_info=True)
+    extraction.use_offline_nlp()
+
+
 def _still_to_do(document_id: int) -> bool:
     """Cheap first look, without a lock: duplicates of finished work end here."""
     status = Document.objects.filter(pk=document_id).values_list("status", flat=True).first()
