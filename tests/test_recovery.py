@@ -255,3 +255,20 @@ def test_tasks_carry_their_time_limits(settings):
         settings.INGEST_TIME_LIMIT, settings.INGEST_TIME_LIMIT + 30)
     assert (embed_document_task.soft_time_limit, embed_document_task.time_limit) == (
         settings.EMBED_TIME_LIMIT, settings.EMBED_TIME_LIMIT + 30)
+
+
+def test_a_worker_process_imports_its_libraries_before_its_first_task():
+    """A soft time limit that fires inside a first import leaves torch half-initialised in
+    the process; so an ingest worker imports them when its process starts."""
+    import subprocess
+    import sys
+
+    from tests.faults import ROOT
+
+    script = ("import django; django.setup(); import sys; from documents import tasks; "
+              "before = 'unstructured.partition.pdf' in sys.modules; tasks._preload(); "
+              "print(before, all(m in sys.modules for m in ('torch', 'transformers', 'unstructured.partition.pdf', "
+              "'unstructured.partition.docx')))")
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                         env={**__import__("os").environ, "DJANGO_SETTINGS_MODULE": "portal.settings"})
+    assert out.stdout.split()[-2:] == ["False", "True"], out.stderr[-2000:]
