@@ -69,6 +69,9 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A new pool process imports the parsers and models' libraries before it reports up
+# (documents.tasks._preload): give it the time they take on a busy machine.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120.0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
