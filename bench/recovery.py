@@ -309,6 +309,9 @@ def main():
         results = [run_scenario(name, procs) for name in (ARGS.scenario or SCENARIOS)]
     finally:
         procs.stop_all()
+        connections.close_all()
+        embedded.stop_redis(VAR)  # the bench's own servers: do not leave them running
+        embedded.stop_postgres(VAR)
     info["load_average_at_end"] = os.getloadavg()
     report = {**info, "settings": {"docs": ARGS.docs, "sections": ARGS.sections, "outage_s": ARGS.outage,
                                    "model": ARGS.model, "heartbeat_s": settings.INGEST_HEARTBEAT_SECONDS,
