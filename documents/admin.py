@@ -93,14 +93,16 @@ class DocumentAdmin(GuardedModelAdmin):
     list_filter = ("status", "document_type", "access_level", "departments", "tags", "language")
     search_fields = ("code", "title", "checksum", "original_filename")
     readonly_fields = ("live_status", "checksum", "original_filename", "file_size", "source_file", "owner",
-                       "attempts", "error", "created_at", "updated_at", "processed_at")
+                       "attempts", "error", "created_at", "updated_at", "processed_at", "holder", "heartbeat_at",
+                       "queued_at")
     filter_horizontal = ("departments", "tags")
     actions = ["reingest"] + [_set_level_action(level) for level in AccessLevel.values]
     inlines = [ChunkInline]
     fieldsets = (
         (None, {"fields": ("code", "title", "document_type", "access_level", "departments", "tags",
                            "language", "version", "effective_date")}),
-        (_("Processing"), {"fields": ("live_status", "error", "attempts", "processed_at")}),
+        (_("Processing"), {"fields": ("live_status", "error", "attempts", "processed_at", "holder", "heartbeat_at",
+                                      "queued_at")}),
         (_("File"), {"fields": ("source_file", "original_filename", "file_size", "checksum", "owner",
                                 "created_at", "updated_at")}),
     )

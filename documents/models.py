@@ -86,6 +86,9 @@ class ProcessingStep:
     KEYWORDS = gettext_noop("Extracting keywords")
     READY = gettext_noop("Ready")
     FAILED = gettext_noop("Failed")
+    # while the task queue cannot be reached (documents.services.intake.enqueue_processing)
+    WAITING_FOR_QUEUE = gettext_noop(
+        "Waiting for the task queue (processing starts automatically when it is back)")
 
 
 def original_upload_path(instance: "Document", filename: str) -> str:
@@ -119,7 +122,13 @@ class Document(models.Model):
                                help_text=_("NFC-normalised text; chunk offsets point into it."))
     attempts = models.PositiveSmallIntegerField(_("processing attempts"), default=0)
     heartbeat_at = models.DateTimeField(_("last sign of life"), null=True, blank=True,
-                                        help_text=_("Renewed at every processing step; a stale one means the worker died."))
+                                        help_text=_("Renewed every few seconds while the document is processed; "
+                                                    "a stale one means the worker died."))
+    holder = models.CharField(_("processed by"), max_length=120, blank=True,
+                              help_text=_("The worker (host:process) processing the document now."))
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True,
+                                     help_text=_("Last time work on this document was queued; empty when the task "
+                                                 "queue was unreachable (the recovery sweep queues it)."))
     version = models.CharField(_("version"), max_length=32, default="1.0")
     effective_date = models.DateField(_("effective date"), null=True, blank=True)
     owner = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

@@ -1,40 +1,56 @@
-"""Celery tasks for ingestion: thin wrappers over documents.services."""
+"""Celery tasks for ingestion: thin wrappers over documents.services.
+
+Outages: processing that meets an unreachable database or broker is retried with
+backoff (portal.tasking); the error handler never queries the database, so the
+retry is always reached. What a retry cannot save (a broker down as well, the
+retries used up, a killed worker) the recovery sweep finds from the database.
+"""
 import logging
 
 from celery import shared_task
-from celery.signals import worker_ready
+from celery.signals import worker_process_init, worker_ready
 from django.conf import settings
 
-from documents.services import processing
+from documents.services import processing, recovery
+from portal import tasking
 
 log = logging.getLogger(__name__)
 
 
-@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True, max_retries=None)
-def process_document_task(self, document_id: int) -> str:
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def process_document_task(self, document_id: int, resume_holder: str = "") -> str:
     try:
-        return processing.process_document(document_id)
-    except Exception as exc:  # an unexpected error (a bug, the database went away)
-        log.exception("processing document %s raised", document_id)
-        from documents.models import Document
-
-        attempts = Document.objects.filter(pk=document_id).values_list("attempts", flat=True).first() or 0
-        if attempts >= settings.INGEST_MAX_ATTEMPTS:
-            processing.mark_failed(document_id, f"Internal error after {attempts} attempts: "
-                                                f"{exc.__class__.__name__}: {exc}")
-            return "failed"
-        Document.objects.filter(pk=document_id).update(status="pending", heartbeat_at=None)
-        raise self.retry(exc=exc, countdown=min(60, 5 * attempts))
+        return processing.process_document(document_id, resume_holder=resume_holder)
+    except processing.ProcessingInterrupted as exc:  # an outage after the claim: resume, not a new attempt
+        return tasking.retry_later(self, exc.__cause__ or exc, args=(document_id,),
+                                   kwargs={"resume_holder": exc.holder})
+    except Exception as exc:  # an outage before the claim, or an unexpected error already recorded
+        # (an outage keeps resume_holder: the retry that meets the database still down resumes too)
+        keep = resume_holder if tasking.is_transient(exc) else ""
+        return tasking.retry_later(self, exc, args=(document_id,), kwargs={"resume_holder": keep})
 
 
-@shared_task
-def recover_stale_documents_task() -> list[int]:
-    return processing.recover_stale_documents()
+@shared_task(bind=True, acks_late=True)
+def recover_stale_documents_task(self) -> list[int]:
+    try:
+        return recovery.recover_documents()
+    except Exception as exc:
+        if tasking.is_transient(exc):  # the next sweep (beat, every minute) tries again
+            log.warning("recovery sweep skipped: %s", exc)
+            return []
+        raise
 
 
 @worker_ready.connect
 def _recover_on_worker_start(sender=None, **kwargs):
     # A worker that died left its documents 'processing'; the next worker to start picks
-    # them up — now, and once more when a lease taken just before the crash has run out.
-    recover_stale_documents_task.delay()
-    recover_stale_documents_task.apply_async(countdown=settings.INGEST_LEASE_SECONDS + 1)
+    # them up now, and once more when a heartbeat of just before the crash is older than
+    # the grace the sweep allows (beat's sweep does it every minute after that).
+    tasking.send(recover_stale_documents_task)
+    tasking.send_later(recover_stale_documents_task, recovery.heartbeat_grace().total_seconds() + 1)
+
+
+@worker_process_init.connect
+def _preload(**kwargs):
+    if tasking.consumes(settings.TASK_QUEUES["ingest"]):
+        processing.preload_libraries()

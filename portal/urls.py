@@ -16,3 +16,5 @@ urlpatterns = [
     path("", include("documents.urls")),
     path("", include("search.urls")),
 ]
+
+handler500 = "portal.views.server_error"  # 503 + Retry-After while the database is unreachable

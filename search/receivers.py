@@ -14,14 +14,18 @@ log = logging.getLogger(__name__)
 
 @receiver(document_chunked)
 def index_and_embed(sender, document_id, **kwargs):
+    from portal.tasking import send
     from search.services import keyword_index
     from search.services.spaces import serving_spaces
-    from search.tasks import embed_document_task, index_keywords_task
+    from search.services.vector_recovery import queue_embedding
+    from search.tasks import index_keywords_task
 
     try:
         keyword_index.index_document(document_id)
     except Exception:  # never lose the hand-off: the task retries it on its own
         log.exception("keyword indexing of document %s failed here; queued instead", document_id)
-        index_keywords_task.delay(document_id)
+        send(index_keywords_task, document_id)
+    # A broker that is away here loses nothing: the embedding recovery sweep finds the
+    # document's missing vectors (search.services.vector_recovery).
     for space_id in serving_spaces().values_list("pk", flat=True):
-        embed_document_task.delay(document_id, space_id)
+        queue_embedding(document_id, space_id)

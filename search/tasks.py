@@ -1,28 +1,87 @@
-"""Celery tasks for search: thin wrappers over search.services."""
+"""Celery tasks for search: thin wrappers over search.services.
+
+Every task retries an outage (unreachable database or broker, a deadlock with a
+concurrent access change) with backoff (portal.tasking); what the retries cannot
+save, the embedding recovery sweep finds (search.services.vector_recovery).
+"""
+import logging
+
 from celery import shared_task
-from django.db import OperationalError
+from celery.exceptions import SoftTimeLimitExceeded
+from celery.signals import worker_process_init, worker_ready
+from django.conf import settings
 
+from portal import tasking
 from search.models import EmbeddingSpace
-from search.services import embedding, keyword_index
+from search.services import embedding, keyword_index, vector_recovery
+
+log = logging.getLogger(__name__)
 
 
-# OperationalError: a lost connection, or a deadlock with a concurrent access
-# change of the same documents (their vector rows lock the document rows).
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(ConnectionError, OperationalError),
-             retry_backoff=True, max_retries=5)
-def embed_document_task(document_id: int, space_id: int) -> int:
-    space = EmbeddingSpace.objects.filter(pk=space_id).first()
-    if space is None or space.status == "retired":
-        return 0
-    return embedding.embed_document(space, document_id)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def embed_document_task(self, document_id: int, space_id: int) -> int:
+    """One step of a document's embedding (PORTAL_EMBED_TASK_CHUNKS vectors at most);
+    the rest is queued as a new task behind whatever else waits in the embed queue."""
+    try:
+        space = EmbeddingSpace.objects.filter(pk=space_id).first()
+        if space is None or space.status == "retired":
+            return 0
+        step = embedding.embed_document_step(space, document_id, settings.EMBED_TASK_CHUNKS)
+        if step.more:
+            vector_recovery.queue_embedding(document_id, space_id)
+        return step.written
+    except SoftTimeLimitExceeded as exc:  # the vectors written so far are kept; go on later
+        log.error("embedding document %s in space %s hit the %s s time limit", document_id, space_id,
+                  settings.EMBED_TIME_LIMIT)
+        return tasking.retry_later(self, exc)
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True, autoretry_for=(OperationalError,), retry_backoff=True,
-             max_retries=5)
-def backfill_space_task(space_id: int) -> int:
-    return embedding.backfill(EmbeddingSpace.objects.get(pk=space_id))
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def backfill_space_task(self, space_id: int) -> int:
+    try:
+        return embedding.backfill(EmbeddingSpace.objects.get(pk=space_id))
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise
 
 
-@shared_task(acks_late=True, reject_on_worker_lost=True)
-def index_keywords_task(document_id: int) -> int:
-    return keyword_index.index_document(document_id)
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def index_keywords_task(self, document_id: int) -> int:
+    try:
+        return keyword_index.index_document(document_id)
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise
+
+
+@shared_task(bind=True, acks_late=True)
+def recover_missing_vectors_task(self, everything: bool = False) -> int:
+    try:
+        return len(vector_recovery.recover_missing_vectors(everything=everything))
+    except Exception as exc:
+        if tasking.is_transient(exc):  # the next sweep tries again
+            log.warning("embedding recovery sweep skipped: %s", exc)
+            return 0
+        raise
+
+
+@worker_ready.connect
+def _recover_on_worker_start(sender=None, **kwargs):
+    # Every document once (the periodic sweep looks at recent ones), and the recent ones
+    # again when a hand-off queued just before a crash is past the sweep's grace.
+    tasking.send(recover_missing_vectors_task, everything=True)
+    tasking.send_later(recover_missing_vectors_task, 2 * settings.INGEST_HEARTBEAT_SECONDS + 1)
+
+
+
+@worker_process_init.connect
+def _preload(**kwargs):
+    # An import interrupted by a time limit breaks the process (processing.preload_libraries).
+    if tasking.consumes(settings.TASK_QUEUES["embed"]):
+        import sentence_transformers  # noqa: F401

@@ -54,17 +54,20 @@ ROOT = Path(__file__).resolve().parent.parent
 class WorkerProcess:
     """A real `celery worker` process on the test database and the test queue."""
 
-    def __init__(self, env_overrides: dict[str, str], log_path: Path):
+    def __init__(self, env_overrides: dict[str, str], log_path: Path, args: tuple[str, ...] = ("--pool=solo",)):
         self.env = {**os.environ, **env_overrides}
         self.log_path = log_path
+        self.args = args
         self.proc: subprocess.Popen | None = None
+
+    def command(self) -> list[str]:
+        return [sys.executable, "-m", "celery", "-A", "portal", "worker", *self.args, "-l", "info",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{time.time_ns()}@%h"]
 
     def start(self) -> "WorkerProcess":
         log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "-A", "portal", "worker", "--pool=solo", "-l", "info",
-             "--without-gossip", "--without-mingle", "--without-heartbeat", "-n", f"test-{time.time_ns()}@%h"],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.proc = subprocess.Popen(self.command(), cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                     start_new_session=True)
         return self
 
     def kill(self) -> None:
@@ -87,19 +90,20 @@ class WorkerProcess:
 
 @pytest.fixture
 def start_worker(transactional_db, settings, tmp_path):
-    """Factory: start_worker(**env) → a running worker on the test database.
-    Media goes to a folder both processes see."""
+    """Factory: start_worker(args=("--pool=solo",), **env) → a running worker on the test
+    database (args: worker options, e.g. the pool or -Q). Media goes to a folder both
+    processes see."""
     from django.db import connection
 
     workers: list[WorkerProcess] = []
     media = tmp_path / "shared-media"
     settings.MEDIA_ROOT = media
 
-    def start(**env):
+    def start(args: tuple[str, ...] = ("--pool=solo",), **env):
         base = {"PORTAL_DATABASE_NAME": connection.settings_dict["NAME"], "PORTAL_MEDIA_ROOT": str(media),
                 "PORTAL_LOG_LEVEL": "INFO"}
         worker = WorkerProcess({**base, **{k: str(v) for k, v in env.items()}},
-                               tmp_path / f"worker{len(workers)}.log").start()
+                               tmp_path / f"worker{len(workers)}.log", args).start()
         workers.append(worker)
         return worker
 
@@ -114,10 +118,11 @@ def _purge_queue():
     from portal.celery import app
 
     with app.connection_for_write() as conn:
-        try:
-            conn.default_channel.queue_purge(app.conf.task_default_queue)
-        except Exception:  # the queue does not exist yet
-            pass
+        for queue in app.conf.task_queues:  # control, ingest, embed, finetune
+            try:
+                conn.default_channel.queue_purge(queue.name)
+            except Exception:  # the queue does not exist yet
+                pass
 
 
 def wait_until(predicate, timeout: float, interval: float = 0.05, message: str = "condition"):

@@ -120,15 +120,34 @@ def test_a_crash_while_writing_chunks_leaves_the_previous_chunks(monkeypatch):
     assert list(doc.chunks.values_list("text", flat=True)) == before
 
 
-def test_a_fresh_processing_lease_is_respected_and_a_stale_one_taken_over():
+def test_a_live_holder_is_respected_and_a_lost_one_taken_over_at_once(monkeypatch):
+    from portal.advisory import INGEST, SessionLock
+
+    monkeypatch.setattr(processing, "LOCK_WAIT_SECONDS", 0)
     doc = upload(files.md_bytes(), "a.md").document
-    Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.PROCESSING, attempts=1,
+    Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.PROCESSING, attempts=1, holder="w:1:x",
                                               heartbeat_at=timezone.now())
-    assert processing.process_document(doc.pk) == "skipped"  # someone is on it
-    Document.objects.filter(pk=doc.pk).update(heartbeat_at=timezone.now() - timedelta(hours=2))
+    with SessionLock(INGEST, doc.pk) as live_worker:  # a worker is on it right now
+        assert live_worker.try_acquire()
+        assert processing.process_document(doc.pk) == "skipped"
+    # That worker died: its lock ended with its session. Its heartbeat is fresh, but
+    # the document is taken over at once instead of waiting for the lease.
     assert processing.process_document(doc.pk) == "ready"
     doc.refresh_from_db()
-    assert doc.attempts == 2
+    assert doc.attempts == 2 and doc.holder == ""
+
+
+def test_a_stale_heartbeat_is_taken_over_even_while_the_lock_lingers(monkeypatch):
+    """A worker on a machine that vanished: its connection (and lock) may linger, its heartbeat stops."""
+    from portal.advisory import INGEST, SessionLock
+
+    monkeypatch.setattr(processing, "LOCK_WAIT_SECONDS", 0)
+    doc = upload(files.md_bytes(), "a.md").document
+    Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.PROCESSING, attempts=1, holder="w:1:x",
+                                              heartbeat_at=timezone.now() - timedelta(hours=2))
+    with SessionLock(INGEST, doc.pk) as lingering:
+        assert lingering.try_acquire()
+        assert processing.process_document(doc.pk) == "ready"
 
 
 def test_stale_documents_are_queued_again(monkeypatch):
@@ -164,7 +183,7 @@ def test_real_worker_processes_an_upload(start_worker):
 
 @pytest.mark.worker
 def test_document_survives_losing_its_worker_mid_task(start_worker):
-    env = {"PORTAL_INGEST_LEASE_SECONDS": 5, "PORTAL_TASK_VISIBILITY_TIMEOUT": 8}
+    env = {"PORTAL_INGEST_LEASE_SECONDS": 5, "PORTAL_INGEST_HEARTBEAT_SECONDS": 1, "PORTAL_TASK_VISIBILITY_TIMEOUT": 8}
     first = start_worker(**env)
     doc = upload(files.pdf_bytes(), "report.pdf").document
     wait_until(lambda: Document.objects.get(pk=doc.pk).status == DocumentStatus.PROCESSING, 60, 0.01,

@@ -6,6 +6,7 @@ committed. Identical bytes are recognised by SHA-256 and not stored twice.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import date
@@ -14,10 +15,13 @@ from typing import BinaryIO
 
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import DatabaseError, IntegrityError, transaction
+from django.utils import timezone
 
 from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, ProcessingStep, Tag
 from documents.services.text import code_from_filename
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -124,7 +128,7 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
             doc.save()
             doc.departments.set(departments)
             doc.tags.set(tags)
-            transaction.on_commit(lambda: enqueue_processing(doc.pk))
+            transaction.on_commit(lambda: enqueue_processing(doc.pk, doc), robust=True)
     except IntegrityError:
         # A concurrent upload of the same bytes won the race.
         same_bytes = Document.objects.filter(checksum=checksum).first()
@@ -136,17 +140,39 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     return UploadResult(doc, created=existing is None, replaced=existing is not None)
 
 
-def enqueue_processing(document_id: int) -> None:
-    from documents.tasks import process_document_task
+WAITING_FOR_QUEUE = ProcessingStep.WAITING_FOR_QUEUE  # the step shown while the broker is away
 
-    process_document_task.delay(document_id)
+def enqueue_processing(document_id: int, document: Document | None = None) -> bool:
+    """Queue processing. The upload is already committed, so a broker that cannot be
+    reached never turns it into an error: the document stays pending with a message
+    saying so, and the recovery sweep queues it as soon as the broker answers
+    (documents.services.recovery). Returns whether it was queued."""
+    from documents.tasks import process_document_task
+    from portal.tasking import send
+
+    queued = send(process_document_task, document_id)
+    changes = ({"queued_at": timezone.now(), "status_message": ProcessingStep.QUEUED} if queued
+               else {"queued_at": None, "status_message": WAITING_FOR_QUEUE})
+    try:
+        Document.objects.filter(pk=document_id, status=DocumentStatus.PENDING).update(**changes)
+    except DatabaseError:  # the queued task (or the sweep) reads the document again anyway
+        log.warning("could not record the queueing of document %s", document_id, exc_info=True)
+    if document is not None and not queued and document.status == DocumentStatus.PENDING:
+        document.status_message, document.queued_at = WAITING_FOR_QUEUE, None
+    return queued
+
+
+def waits_for_queue(document: Document) -> bool:
+    """The document could not be queued yet (the broker was unreachable)."""
+    return document.status == DocumentStatus.PENDING and document.status_message == WAITING_FOR_QUEUE
 
 
 def request_reprocessing(documents) -> int:
-    """Re-ingest (admin action, API): back to pending and queued again."""
+    """Re-ingest (admin action, API): back to pending and queued again (a worker still
+    processing one of them notices and stops; the broker being away only delays it)."""
     ids = list(documents.values_list("pk", flat=True))
-    Document.objects.filter(pk__in=ids).update(status=DocumentStatus.PENDING, progress=0,
-                                               status_message=ProcessingStep.QUEUED, error="", attempts=0)
+    Document.objects.filter(pk__in=ids).update(status=DocumentStatus.PENDING, progress=0, holder="",
+                                               status_message=ProcessingStep.QUEUED, error="", attempts=0, queued_at=None)
     for pk in ids:
-        transaction.on_commit(lambda pk=pk: enqueue_processing(pk))
+        transaction.on_commit(lambda pk=pk: enqueue_processing(pk), robust=True)
     return len(ids)

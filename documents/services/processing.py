@@ -3,10 +3,12 @@ hand off to embedding.
 
 Status moves pending → processing → ready | failed. Chunks are replaced in one
 transaction, so a failure at any step leaves the previous state or none —
-never half a document. The original file is never touched. A worker that dies
-mid-way leaves the document 'processing' with a stale heartbeat;
-`recover_stale_documents` (run when a worker starts and periodically) queues
-it again, up to PORTAL_INGEST_MAX_ATTEMPTS attempts.
+never half a document. The original file is never touched. While a document
+is processed its worker holds the document's advisory lock and renews its
+heartbeat (documents.services.heartbeat); a worker that dies mid-way loses the
+lock with its connection, and the redelivered task — or the recovery sweep
+(documents.services.recovery) — takes the document over, up to
+PORTAL_INGEST_MAX_ATTEMPTS attempts.
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
@@ -23,6 +26,8 @@ from django.utils.module_loading import import_string
 from documents import signals
 from documents.models import Chunk, Document, DocumentStatus, ProcessingStep
 from documents.services import chunking, extraction, keywords, tokens
+from documents.services.heartbeat import Heartbeat, new_holder
+from portal.tasking import is_transient
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +54,61 @@ def current_chunking_policy() -> ChunkingPolicy:
                           min(settings.CHUNK_OVERLAP_TOKENS, counter.budget(settings.CHUNK_MAX_TOKENS) // 4))
 
 
-def _set_progress(doc_id: int, progress: int, message: str) -> None:
-    Document.objects.filter(pk=doc_id).update(progress=progress, status_message=message,
-                                              heartbeat_at=timezone.now())
+class ProcessingInterrupted(Exception):
+    """An outage (database, broker) stopped processing after the document was claimed.
+    `holder` lets the retry resume without counting another attempt."""
+
+    def __init__(self, holder: str):
+        super().__init__(holder)
+        self.holder = holder
 
 
-def _claim(doc_id: int) -> Document | None:
-    """Take the document for processing, or None if it is not ours to process."""
+class Superseded(Exception):
+    """Another worker took the document over, or a re-ingest was requested meanwhile."""
+
+
+def _set_progress(doc_id: int, holder: str, progress: int, message: str) -> None:
+    Document.objects.filter(pk=doc_id, holder=holder).update(progress=progress, status_message=message,
+                                                             heartbeat_at=timezone.now())
+
+
+# How long a task waits for a document's lock that is held: the session of a worker that
+# was just killed takes a moment to end.
+LOCK_WAIT_SECONDS = 2.0
+
+
+def _claim(doc_id: int, holder: str, lock_held: bool, resume_holder: str = "") -> Document | None:
+    """Take the document for processing, or None if it is not ours to process.
+
+    With the document's lock in hand, any earlier holder is gone (its session
+    ended) and the document is taken over at once, whatever its heartbeat says.
+    Without it, someone alive holds the lock: only a heartbeat older than the
+    lease (a machine that vanished while its connection lingers) lets us in.
+    `resume_holder`: the claim of our own attempt that an outage interrupted —
+    resuming it is not another attempt."""
     lease = timedelta(seconds=settings.INGEST_LEASE_SECONDS)
     with transaction.atomic():
         doc = Document.objects.select_for_update().filter(pk=doc_id).first()
         if doc is None or doc.status in (DocumentStatus.READY, DocumentStatus.FAILED):
             return None  # deleted, or a duplicate delivery of finished work
-        if (doc.status == DocumentStatus.PROCESSING and doc.heartbeat_at
-                and timezone.now() - doc.heartbeat_at < lease):
+        if not lock_held and not (doc.status == DocumentStatus.PROCESSING and (
+                doc.heartbeat_at is None or timezone.now() - doc.heartbeat_at >= lease)):
             return None  # another worker is on it right now
-        if doc.attempts >= settings.INGEST_MAX_ATTEMPTS:
+        resuming = bool(resume_holder) and doc.holder == resume_holder
+        if not resuming and doc.attempts >= settings.INGEST_MAX_ATTEMPTS:
             _fail(doc, f"Gave up after {doc.attempts} attempts: the worker stopped each time "
-                       "(out of memory or killed?). Re-ingest to try again.")
+                       f"(out of memory, killed, or over the {settings.INGEST_TIME_LIMIT} s time limit?). "
+                       "Re-ingest to try again.")
             return None
+        if doc.status == DocumentStatus.PROCESSING:
+            log.warning("document %s: taking over from %s", doc.code, doc.holder or "a lost worker")
         doc.status = DocumentStatus.PROCESSING
-        doc.attempts += 1
+        doc.attempts += 0 if resuming else 1
+        doc.holder = holder
         doc.heartbeat_at = timezone.now()
         doc.progress, doc.status_message, doc.error = 5, ProcessingStep.EXTRACTING, ""
-        doc.save(update_fields=["status", "attempts", "heartbeat_at", "progress", "status_message", "error"])
+        doc.save(update_fields=["status", "attempts", "holder", "heartbeat_at", "progress", "status_message",
+                                "error"])
         return doc
 
 
@@ -81,21 +117,73 @@ def _fail(doc: Document, reason: str) -> None:
         Chunk.objects.filter(document=doc).delete()
         Document.objects.filter(pk=doc.pk).update(
             status=DocumentStatus.FAILED, error=reason, progress=100, status_message=ProcessingStep.FAILED,
-            heartbeat_at=None, processed_at=timezone.now(), content="")
+            heartbeat_at=None, holder="", processed_at=timezone.now(), content="")
     log.warning("document %s failed: %s", doc.code, reason)
 
 
-def mark_failed(document_id: int, reason: str) -> None:
-    doc = Document.objects.filter(pk=document_id).first()
-    if doc is not None:
-        _fail(doc, reason)
+def preload_libraries() -> None:
+    """Import the parsers' and the tokenizer's libraries before the first task (a worker
+    calls this when its process starts): a soft time limit that fires in the middle of a
+    first import leaves a half-initialised module (torch) behind, and every later task
+    of that process would fail on it."""
+    import importlib
+
+    for name in ("torch", "transformers",
+                 *(f"unstructured.partition.{kind}" for kind in ("text", "md", "html", "pdf", "docx", "pptx", "xlsx"))):
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            log.warning("could not preload %s", name, exc_info=True)
+    extraction.use_offline_nlp()
 
 
-def process_document(document_id: int) -> str:
-    """Run the pipeline for one document. Returns the outcome for logs and tests."""
-    doc = _claim(document_id)
-    if doc is None:
+def _still_to_do(document_id: int) -> bool:
+    """Cheap first look, without a lock: duplicates of finished work end here."""
+    status = Document.objects.filter(pk=document_id).values_list("status", flat=True).first()
+    return status in (DocumentStatus.PENDING, DocumentStatus.PROCESSING)
+
+
+def process_document(document_id: int, *, resume_holder: str = "") -> str:
+    """Run the pipeline for one document. Returns the outcome for logs and tests.
+
+    Raises ProcessingInterrupted when an outage stops it after the claim (the
+    task retries), and re-raises other unexpected errors after recording them
+    (the document fails once it has used up its attempts)."""
+    if not _still_to_do(document_id):
         return "skipped"
+    beat = Heartbeat(document_id, new_holder())
+    try:
+        doc = _claim(document_id, beat.holder, beat.acquire(wait=LOCK_WAIT_SECONDS), resume_holder)
+        if doc is None:
+            return "skipped"
+        beat.start()
+        try:
+            return _run_pipeline(doc, beat)
+        except Superseded:
+            return "superseded"
+        except SoftTimeLimitExceeded:
+            _fail_if_held(doc, beat.holder, f"Processing took longer than the limit of {settings.INGEST_TIME_LIMIT} s "
+                                            "(PORTAL_INGEST_TIME_LIMIT). Split the document, or raise the limit "
+                                            "and re-ingest.")
+            return "failed"
+        except Exception as exc:
+            if is_transient(exc):
+                raise ProcessingInterrupted(beat.holder) from exc
+            if _after_unexpected_error(doc, beat.holder, exc) == "failed":
+                log.exception("document %s failed with an internal error", doc.code)
+                return "failed"
+            raise
+    finally:
+        beat.stop()
+
+
+def _step(doc: Document, beat: Heartbeat, progress: int, message: str) -> None:
+    if beat.lost.is_set():
+        raise Superseded()
+    _set_progress(doc.pk, beat.holder, progress, message)
+
+
+def _run_pipeline(doc: Document, beat: Heartbeat) -> str:
     try:
         path = Path(doc.source_file.path)
         extracted = extraction.extract(
@@ -103,24 +191,30 @@ def process_document(document_id: int) -> str:
             max_unpacked=settings.INGEST_MAX_UNPACKED_BYTES,
             max_ratio=settings.INGEST_MAX_COMPRESSION_RATIO)
     except extraction.ExtractionError as exc:
-        _fail(doc, str(exc))
+        if isinstance(exc.__cause__, SoftTimeLimitExceeded):  # the parser's catch-all wrapped it
+            raise exc.__cause__
+        _fail_if_held(doc, beat.holder, str(exc))
         return "failed"
     except FileNotFoundError:
-        _fail(doc, "The stored original file is missing from storage.")
+        _fail_if_held(doc, beat.holder, "The stored original file is missing from storage.")
         return "failed"
 
-    _set_progress(doc.pk, 50, ProcessingStep.CHUNKING)
+    _step(doc, beat, 50, ProcessingStep.CHUNKING)
     policy = current_chunking_policy()
     counter = tokens.token_counter(policy.model_path)
     content, drafts = chunking.chunk_sections(extracted.sections, counter.count,
                                               max_tokens=policy.max_tokens, overlap=policy.overlap)
-    _set_progress(doc.pk, 75, ProcessingStep.KEYWORDS)
+    _step(doc, beat, 75, ProcessingStep.KEYWORDS)
     chunk_keywords = keywords.keywords_for_chunks([d.text for d in drafts])
+    if beat.lost.is_set():
+        raise Superseded()
 
     with transaction.atomic():
         locked = Document.objects.select_for_update().get(pk=doc.pk)
-        if locked.checksum != doc.checksum or locked.status != DocumentStatus.PROCESSING:
-            return "superseded"  # a new file was uploaded meanwhile; its own task will run
+        if (locked.checksum != doc.checksum or locked.status != DocumentStatus.PROCESSING
+                or locked.holder != beat.holder):
+            # a new file was uploaded, a re-ingest requested, or another worker took it over
+            return "superseded"
         Chunk.objects.filter(document=doc).delete()
         Chunk.objects.bulk_create([
             Chunk(document=doc, ordinal=i, text=d.text, token_count=d.token_count,
@@ -128,27 +222,44 @@ def process_document(document_id: int) -> str:
                   keywords=kw)
             for i, (d, kw) in enumerate(zip(drafts, chunk_keywords))
         ])
+        now = timezone.now()
+        # queued_at: the hand-off to embedding is queued now (the sweep checks on it).
         Document.objects.filter(pk=doc.pk).update(
             content=content, status=DocumentStatus.READY, progress=100, status_message=ProcessingStep.READY,
-            error="", heartbeat_at=None, processed_at=timezone.now())
+            error="", heartbeat_at=None, holder="", processed_at=now, queued_at=now)
         transaction.on_commit(lambda: signals.document_chunked.send(
             sender=Document, document_id=doc.pk, chunk_count=len(drafts)))
     log.info("document %s ready: %d chunks", doc.code, len(drafts))
     return "ready"
 
 
-def recover_stale_documents() -> list[int]:
-    """Queue again every document whose worker died: 'processing' with a
-    heartbeat older than the lease, or 'pending' and untouched for that long
-    (its queue message was lost)."""
-    from documents.services.intake import enqueue_processing
+def _fail_if_held(doc: Document, holder: str, reason: str) -> None:
+    with transaction.atomic():
+        locked = Document.objects.select_for_update().filter(pk=doc.pk, holder=holder).first()
+        if locked is not None:
+            _fail(locked, reason)
 
-    cutoff = timezone.now() - timedelta(seconds=settings.INGEST_LEASE_SECONDS)
-    stale = list(Document.objects.filter(status=DocumentStatus.PROCESSING, heartbeat_at__lt=cutoff)
-                 .values_list("pk", flat=True))
-    stale += list(Document.objects.filter(status=DocumentStatus.PENDING, updated_at__lt=cutoff)
-                  .values_list("pk", flat=True))
-    for pk in stale:
-        log.warning("document %s: worker lost or message lost; queueing it again", pk)
-        enqueue_processing(pk)
-    return stale
+
+def _after_unexpected_error(doc: Document, holder: str, exc: Exception) -> str:
+    """A bug, or input the pipeline did not expect: fail the document once it has used
+    up its attempts ("failed"), otherwise back to pending for the task's retry ("retry").
+    Never raises."""
+    try:
+        with transaction.atomic():
+            locked = Document.objects.select_for_update().filter(pk=doc.pk, holder=holder).first()
+            if locked is None:
+                return "retry"
+            if locked.attempts >= settings.INGEST_MAX_ATTEMPTS:
+                _fail(locked, f"Internal error after {locked.attempts} attempts: {exc.__class__.__name__}: {exc}")
+                return "failed"
+            Document.objects.filter(pk=doc.pk).update(status=DocumentStatus.PENDING, heartbeat_at=None, holder="")
+    except Exception:  # the database went away meanwhile: the retry or the sweep comes back to it
+        log.exception("could not record the error of document %s", doc.pk)
+    return "retry"
+
+
+def recover_stale_documents() -> list[int]:
+    """Kept for callers of the old name: the sweep lives in documents.services.recovery."""
+    from documents.services.recovery import recover_documents
+
+    return recover_documents()

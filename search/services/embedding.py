@@ -4,6 +4,7 @@ space are embedded), with progress stored on the space."""
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Iterable
 
 import numpy as np
@@ -11,6 +12,7 @@ from django.db import connection, transaction
 
 from documents.models import Chunk, DocumentStatus
 from documents.services.chunking import embedding_text
+from portal.advisory import EMBED_BASE, SessionLock
 from search.models import EmbeddingSpace, SpaceStatus
 from search.services import encoders
 
@@ -66,6 +68,29 @@ def embed_document(space: EmbeddingSpace, document_id: int) -> int:
     for start in range(0, len(chunks), BATCH):
         done += embed_chunks(space, chunks[start:start + BATCH])
     return done
+
+
+@dataclass
+class StepResult:
+    written: int
+    more: bool  # chunks still missing: queue another step
+    busy: bool = False  # another worker holds this document's vectors in this space
+
+
+def embed_document_step(space: EmbeddingSpace, document_id: int, max_chunks: int) -> StepResult:
+    """Write at most `max_chunks` of the document's missing vectors, holding the
+    (space, document) advisory lock meanwhile: the recovery sweep leaves a document
+    alone while its lock is held, and a duplicate task finds it busy. A large
+    document is embedded in steps, each queued behind other work."""
+    with SessionLock(EMBED_BASE + space.pk, document_id) as lock:
+        if not lock.try_acquire():
+            return StepResult(0, False, busy=True)
+        chunks = list(missing_chunks(space, document_id)[:max_chunks + 1])
+        written = 0
+        todo = chunks[:max_chunks]
+        for start in range(0, len(todo), BATCH):
+            written += embed_chunks(space, todo[start:start + BATCH])
+    return StepResult(written, more=len(chunks) > max_chunks)
 
 
 def backfill(space: EmbeddingSpace, progress: Callable[[int, int], None] | None = None) -> int:
