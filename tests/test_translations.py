@@ -288,7 +288,8 @@ def test_processing_steps_are_stored_as_msgids_and_shown_translated():
     from documents.services import processing
 
     original = processing._set_progress
-    processing._set_progress = lambda pk, progress, message: (seen.append(message), original(pk, progress, message))
+    processing._set_progress = lambda pk, holder, progress, message: (
+        seen.append(message), original(pk, holder, progress, message))
     try:
         process_document(doc.pk)
     finally:
