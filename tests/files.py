@@ -30,6 +30,7 @@ def pptx_bytes() -> bytes:
     from pptx import Presentation
 
     prs = Presentation()
+    prs.core_properties.title = VI_TITLE
     for heading, body in VI_SECTIONS:
         slide = prs.slides.add_slide(prs.slide_layouts[1])
         slide.shapes.title.text = heading
@@ -43,6 +44,7 @@ def xlsx_bytes() -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook()
+    wb.properties.title = VI_TITLE
     ws = wb.active
     ws.title = "KPI quý 3"
     ws.append(["Chỉ tiêu", "Kế hoạch", "Thực hiện"])

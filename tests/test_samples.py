@@ -1,14 +1,54 @@
-"""The sample corpus: its promised spread, and `load_samples` ingesting all of it."""
+"""The sample corpus: its promised spread, its headings and titles as the
+sources say, and `load_samples` ingesting all of it."""
 import json
+import re
 from collections import Counter
+from functools import lru_cache
 from pathlib import Path
 
 import pytest
 from django.core.management import call_command
 
 from documents.models import Chunk, Document, Tag
+from documents.services import extraction
 
 SAMPLES = Path(__file__).resolve().parent.parent / "documents" / "samples"
+MANIFEST = {d["code"]: d for d in json.loads((SAMPLES / "manifest.json").read_text())["documents"]}
+LIMITS = dict(max_bytes=50 * 1024 * 1024, max_unpacked=300 * 1024 * 1024, max_ratio=200)
+
+
+@lru_cache(maxsize=None)
+def extracted(code: str) -> extraction.ExtractedDocument:
+    """The sample file extracted as the worker extracts it (cached: several tests read it)."""
+    path = SAMPLES / "files" / MANIFEST[code]["file"]
+    return extraction.extract(path, path.name, **LIMITS)
+
+
+def source_headings(code: str) -> list[str]:
+    """The headings the sample was written with (documents/samples/source/<code>.md)."""
+    found, fenced = [], False
+    for line in (SAMPLES / "source" / f"{code}.md").read_text().splitlines():
+        if line.startswith("```"):
+            fenced = not fenced
+        elif (match := re.match(r"^#{1,6}\s+(.*)$", line)) and not fenced:
+            found.append(extraction.normalise(match.group(1)))
+    return found
+
+
+@pytest.mark.parametrize("code", sorted(MANIFEST))
+def test_sample_headings_and_title_are_those_of_its_source(code):
+    """No table cell ("8 giờ"), list item, wrapped line or company name is taken for a
+    heading, and every heading of the source is found (the title heading of an HTML
+    page sits in its <header>, which the parser leaves out)."""
+    doc = extracted(code)
+    title = MANIFEST[code]["title"]
+    assert doc.title == title
+    found = {h for section in doc.sections for h in section.heading_path}
+    if MANIFEST[code]["file"].endswith(".xlsx"):
+        return  # headings are the sheet names
+    wanted = set(source_headings(code))
+    assert found - {title} <= wanted, f"not headings in the source: {found - wanted - {title}}"
+    assert wanted <= found, f"headings missed: {wanted - found}"
 
 
 def test_manifest_spread():
