@@ -73,6 +73,7 @@ BAD = {
     "zip_bomb": ("bomb.docx", files.zip_bomb_docx_bytes, "zip bomb"),
     "zip_not_docx": ("plain.docx", lambda: files.xlsx_bytes(), "not a real docx"),
     "no_text_pdf": ("blank.pdf", None, "No text found"),
+    "pdf_bomb": ("bomb.pdf", files.pdf_bomb_bytes, "decompression bomb"),
 }
 
 
@@ -96,6 +97,41 @@ def test_bad_input_is_refused_with_a_clear_reason(tmp_path, case):
         extraction.extract(path, name, **LIMITS)
     assert reason in str(err.value)
     assert path.read_bytes() == data  # the original is untouched
+
+
+def test_a_pdf_decompression_bomb_is_refused_without_inflating_it(tmp_path):
+    """256 MB of page content packed into ~1 MB: refused as a bomb (not "needs OCR"),
+    with the real limits, and extraction never holds more than a few MB of it."""
+    import tracemalloc
+
+    path = write(tmp_path, "bomb.pdf", files.pdf_bomb_bytes(256, level=1))
+    assert path.stat().st_size < 2 * 1024 * 1024
+    tracemalloc.start()
+    try:
+        with pytest.raises(extraction.ExtractionError) as err:
+            extraction.extract(path, path.name, max_bytes=50 * 1024 * 1024, max_unpacked=300 * 1024 * 1024,
+                               max_ratio=200)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "decompression bomb" in str(err.value) and "OCR" not in str(err.value)
+    assert peak < 32 * 1024 * 1024, f"peak {peak / 1048576:.0f} MB"
+
+
+def test_a_large_pdf_within_the_limits_is_not_a_bomb(tmp_path):
+    # a long text PDF compresses a few times, far from the ratio limit
+    from reportlab.pdfgen import canvas
+    import io
+
+    buf = io.BytesIO()
+    c = canvas.Canvas(buf)
+    for page in range(30):
+        for line in range(40):
+            c.drawString(40, 800 - 18 * line, f"Dòng {line} trang {page}: quy định về sao lưu dữ liệu hệ thống.")
+        c.showPage()
+    c.save()
+    path = write(tmp_path, "long.pdf", buf.getvalue())
+    assert "trang 29" in extraction.extract(path, path.name, **LIMITS).text
 
 
 def test_utf16_text_with_bom_is_read(tmp_path):
