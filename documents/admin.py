@@ -7,7 +7,7 @@ from django.utils.html import format_html
 from django.utils.translation import gettext_lazy as _
 from guardian.admin import GuardedModelAdmin
 
-from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag
+from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag, TitleSource
 from documents.selectors import visible_documents
 from documents.services.intake import UploadMetadata, register_upload, request_reprocessing, sha256_of
 
@@ -81,13 +81,13 @@ class DocumentAdmin(GuardedModelAdmin):
     list_filter = ("status", "document_type", "access_level", "departments", "tags", "language")
     search_fields = ("code", "title", "checksum", "original_filename")
     readonly_fields = ("live_status", "checksum", "original_filename", "file_size", "source_file", "owner",
-                       "attempts", "error", "created_at", "updated_at", "processed_at")
+                       "attempts", "error", "created_at", "updated_at", "processed_at", "title_source")
     filter_horizontal = ("departments", "tags")
     actions = ["reingest"] + [_set_level_action(level) for level in AccessLevel.values]
     inlines = [ChunkInline]
     fieldsets = (
-        (None, {"fields": ("code", "title", "document_type", "access_level", "departments", "tags",
-                           "language", "version", "effective_date")}),
+        (None, {"fields": ("code", "title", "title_source", "document_type", "access_level", "departments",
+                           "tags", "language", "version", "effective_date")}),
         (_("Processing"), {"fields": ("live_status", "error", "attempts", "processed_at")}),
         (_("File"), {"fields": ("source_file", "original_filename", "file_size", "checksum", "owner",
                                 "created_at", "updated_at")}),
@@ -117,6 +117,8 @@ class DocumentAdmin(GuardedModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
+            if "title" in form.changed_data:
+                obj.title_source = TitleSource.UPLOADER  # typed by a person: processing keeps it
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
         meta = UploadMetadata(

@@ -68,6 +68,13 @@ class DocumentStatus(models.TextChoices):
     FAILED = "failed", _("Lỗi (failed)")
 
 
+class TitleSource(models.TextChoices):
+    """Where a document's title came from: a title a person typed is never replaced."""
+    UPLOADER = "uploader", _("typed by a person")
+    DOCUMENT = "document", _("the document's own title")
+    FILENAME = "filename", _("the file name")
+
+
 def original_upload_path(instance: "Document", filename: str) -> str:
     # Content-addressed: the checksum is unique, so two uploads never overwrite each other.
     return f"originals/{instance.checksum[:2]}/{instance.checksum}/{filename}"
@@ -77,6 +84,10 @@ class Document(models.Model):
     code = models.CharField(_("code"), max_length=64, unique=True,
                             help_text=_("e.g. HR_POLICY_2024_001"))
     title = models.CharField(_("title"), max_length=300)
+    title_source = models.CharField(
+        _("title from"), max_length=16, choices=TitleSource.choices, default=TitleSource.UPLOADER,
+        help_text=_("Processing replaces a title taken from the file name by the document's own title; "
+                    "a title typed by a person is kept."))
     document_type = models.CharField(_("type"), max_length=32, choices=DocumentType.choices,
                                      default=DocumentType.POLICY)
     departments = models.ManyToManyField(Department, blank=True, related_name="documents",

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
-from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag
+from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag, TitleSource
 from documents.services.text import code_from_filename
 
 
@@ -107,7 +107,7 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
         with transaction.atomic():
             doc = existing or Document(code=_unique_code(meta.code or code_from_filename(filename)))
             old_file = doc.source_file.name if existing else None
-            doc.title = meta.title or doc.title or Path(filename).stem
+            _set_title(doc, meta.title, filename, new=existing is None)
             doc.document_type = meta.document_type
             doc.access_level = meta.access_level
             doc.language = meta.language
@@ -134,6 +134,16 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     if old_file and old_file != doc.source_file.name:
         doc.source_file.storage.delete(old_file)
     return UploadResult(doc, created=existing is None, replaced=existing is not None)
+
+
+def _set_title(doc: Document, typed: str, filename: str, *, new: bool) -> None:
+    """A typed title is the uploader's and stays; otherwise the file name stands in
+    until processing finds the document's own title (processing.py)."""
+    if typed:
+        doc.title, doc.title_source = typed, TitleSource.UPLOADER
+    elif new or doc.title_source == TitleSource.FILENAME:
+        doc.title, doc.title_source = Path(filename).stem[:300] or filename, TitleSource.FILENAME
+    # else a new version without a typed title: the current title stays until processing
 
 
 def enqueue_processing(document_id: int) -> None:

@@ -20,7 +20,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from documents import signals
-from documents.models import Chunk, Document, DocumentStatus
+from documents.models import Chunk, Document, DocumentStatus, TitleSource
 from documents.services import chunking, extraction, keywords, tokens
 
 log = logging.getLogger(__name__)
@@ -133,9 +133,12 @@ def process_document(document_id: int) -> str:
                   keywords=kw)
             for i, (d, kw) in enumerate(zip(drafts, chunk_keywords))
         ])
+        own_title = {}
+        if extracted.title and locked.title_source != TitleSource.UPLOADER:  # a typed title is never replaced
+            own_title = {"title": extracted.title, "title_source": TitleSource.DOCUMENT}
         Document.objects.filter(pk=doc.pk).update(
             content=content, status=DocumentStatus.READY, progress=100, status_message="Ready",
-            error="", heartbeat_at=None, processed_at=timezone.now())
+            error="", heartbeat_at=None, processed_at=timezone.now(), **own_title)
         transaction.on_commit(lambda: signals.document_chunked.send(
             sender=Document, document_id=doc.pk, chunk_count=len(drafts)))
     log.info("document %s ready: %d chunks", doc.code, len(drafts))
