@@ -1,4 +1,5 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
 from django.db.models import Count
@@ -9,7 +10,8 @@ from guardian.admin import GuardedModelAdmin
 
 from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag, TitleSource
 from documents.selectors import visible_documents
-from documents.services.intake import UploadMetadata, register_upload, request_reprocessing, sha256_of
+from documents.services.inspection import megabytes, supported_list
+from documents.services.intake import UploadMetadata, refusal_of, register_upload, request_reprocessing, sha256_of
 
 
 @admin.register(Department)
@@ -31,7 +33,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 class DocumentAddForm(forms.ModelForm):
-    upload = forms.FileField(label=_("File"), help_text=_("docx, pdf, html, md, txt, pptx, xlsx"))
+    upload = forms.FileField(label=_("File"))
 
     class Meta:
         model = Document
@@ -42,9 +44,14 @@ class DocumentAddForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["code"].required = False
         self.fields["title"].required = False
+        self.fields["upload"].help_text = _("Supported: %(supported)s, up to %(limit)s.") % {
+            "supported": supported_list(), "limit": megabytes(settings.UPLOAD_MAX_BYTES)}
 
     def clean_upload(self):
         upload = self.cleaned_data["upload"]
+        refusal = refusal_of(upload)
+        if refusal:
+            raise ValidationError(refusal)
         existing = Document.objects.filter(checksum=sha256_of(upload)).first()
         if existing is not None:
             url = reverse("admin:documents_document_change", args=[existing.pk])

@@ -16,7 +16,7 @@ from rest_framework.response import Response
 
 from documents.models import AccessLevel, Chunk, Document, DocumentType
 from documents.selectors import can_manage, can_view, visible_documents
-from documents.services.intake import UploadMetadata, register_upload, request_reprocessing
+from documents.services.intake import UploadMetadata, refusal_of, register_upload, request_reprocessing
 
 
 class ChunkSerializer(serializers.ModelSerializer):
@@ -80,6 +80,12 @@ class UploadSerializer(serializers.Serializer):
     effective_date = serializers.DateField(required=False, allow_null=True, default=None)
     replace = serializers.BooleanField(required=False, default=False,
                                        help_text="Store a new version of the document with this code.")
+
+    def validate_file(self, upload):
+        refusal = refusal_of(upload)
+        if refusal:
+            raise serializers.ValidationError(refusal)
+        return upload
 
 
 class CanUpload(permissions.BasePermission):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -17,7 +18,8 @@ from django.utils.translation import gettext_lazy as _l
 
 from documents.models import AccessLevel, Department, DocumentStatus, DocumentType, Tag
 from documents.selectors import visible_documents
-from documents.services.intake import UploadMetadata, register_upload
+from documents.services.inspection import SUPPORTED_TYPES, megabytes, supported_list
+from documents.services.intake import UploadMetadata, refusal_of, register_upload
 
 
 def _visible_or_404(request, pk):
@@ -71,7 +73,8 @@ def download(request, pk):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label=_l("File"))
+    file = forms.FileField(label=_l("File"), widget=forms.ClearableFileInput(
+        attrs={"accept": ",".join(sorted(SUPPORTED_TYPES))}))
     title = forms.CharField(label=_l("Title"), required=False, max_length=300)
     code = forms.CharField(label=_l("Code"), required=False, max_length=64,
                            help_text=_l("e.g. HR_POLICY_2024_001; left empty, it is made from the file name."))
@@ -83,6 +86,18 @@ class UploadForm(forms.Form):
     tags = forms.ModelMultipleChoiceField(label=_l("Tags"), queryset=Tag.objects.all(), required=False)
     language = forms.ChoiceField(label=_l("Language"),
                                  choices=[("vi", "Tiếng Việt"), ("en", "English"), ("mixed", "Mixed")])
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = _("Supported: %(supported)s, up to %(limit)s.") % {
+            "supported": supported_list(), "limit": megabytes(settings.UPLOAD_MAX_BYTES)}
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        refusal = refusal_of(upload)
+        if refusal:
+            raise ValidationError(refusal)
+        return upload
 
 
 @login_required

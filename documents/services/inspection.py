@@ -44,7 +44,7 @@ def unsupported_type_message(filename: str) -> str:
 
 
 def too_large_message(size: int, max_bytes: int) -> str:
-    return _("The file is %(size)s, over the %(limit)s limit (PORTAL_UPLOAD_MAX_BYTES).") % {
+    return _("The file is %(size)s, over the %(limit)s limit.") % {
         "size": megabytes(size), "limit": megabytes(max_bytes)}
 
 
@@ -77,7 +77,7 @@ def inspect_file(path: Path, filename: str, *, max_bytes: int, max_unpacked: int
         raise ExtractionError("The file is empty (0 bytes).")
     if size > max_bytes:
         raise ExtractionError(too_large_message(size, max_bytes) + " " + _(
-            "The original is kept; raise the limit and re-ingest if it is expected."))
+            "The original is kept; raise PORTAL_UPLOAD_MAX_BYTES and re-ingest if it is expected."))
     with path.open("rb") as fh:
         head = fh.read(8)
     if kind in OOXML_TYPES:

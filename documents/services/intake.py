@@ -12,11 +12,13 @@ from datetime import date
 from pathlib import Path
 from typing import BinaryIO
 
+from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
 from django.db import IntegrityError, transaction
 
 from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag, TitleSource
+from documents.services.inspection import upload_refusal
 from documents.services.text import code_from_filename
 
 
@@ -60,8 +62,27 @@ def _unique_code(base: str) -> str:
     return code
 
 
-def _validate(meta: UploadMetadata) -> tuple[list[Department], list[Tag]]:
+def size_of(fh) -> int:
+    """Bytes in an upload: its declared size (a form upload over the limit carries
+    only that, see documents/uploads.py), else measured."""
+    size = getattr(fh, "size", None)
+    if size is None:
+        size = fh.seek(0, 2)
+        fh.seek(0)
+    return size
+
+
+def refusal_of(upload) -> str | None:
+    """Why a form's uploaded file is refused (type, size), or None: forms and the
+    API call this in their validation, so the message sits on the file field."""
+    return upload_refusal(Path(upload.name or "").name, size_of(upload), settings.UPLOAD_MAX_BYTES)
+
+
+def _validate(meta: UploadMetadata, filename: str, size: int) -> tuple[list[Department], list[Tag]]:
     errors = {}
+    refusal = upload_refusal(filename, size, settings.UPLOAD_MAX_BYTES)
+    if refusal:
+        errors["file"] = refusal
     if meta.document_type not in DocumentType.values:
         errors["document_type"] = f"Unknown type {meta.document_type!r}; one of {', '.join(DocumentType.values)}."
     if meta.access_level not in AccessLevel.values:
@@ -90,8 +111,9 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     swaps in the new file, bumps nothing else the caller did not set, and
     processes it again (the API's upsert by code).
     """
-    departments, tags = _validate(meta)
     filename = Path(filename).name or "upload"
+    size = size_of(fh)
+    departments, tags = _validate(meta, filename, size)  # a refused file is never stored
     checksum = sha256_of(fh)
     same_bytes = Document.objects.filter(checksum=checksum).first()
     if same_bytes is not None:
@@ -101,8 +123,6 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     if existing is not None and not replace:
         raise ValidationError({"code": f"A document with code {meta.code} already exists "
                                        "(upload with replace to store a new version)."})
-    size = fh.seek(0, 2)
-    fh.seek(0)
     try:
         with transaction.atomic():
             doc = existing or Document(code=_unique_code(meta.code or code_from_filename(filename)))
