@@ -16,7 +16,13 @@ from rest_framework.response import Response
 
 from documents.models import AccessLevel, Chunk, Document, DocumentType
 from documents.selectors import can_manage, can_view, visible_documents
-from documents.services.intake import UploadMetadata, refusal_of, register_upload, request_reprocessing
+from documents.services.intake import (
+    UploadMetadata,
+    find_by_code,
+    refusal_of,
+    register_upload,
+    request_reprocessing,
+)
 
 
 class ChunkSerializer(serializers.ModelSerializer):
@@ -158,11 +164,10 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         replace = data.pop("replace")
         meta = UploadMetadata(**data)
         if replace and meta.code:
-            existing = Document.objects.filter(code=meta.code).first()
+            # Only documents the client may see hold a code for it (intake.code_scope): a code
+            # held by a document it cannot see is free for it, exactly like an unused one.
+            existing = find_by_code(meta.code, request.user)
             if existing is not None and not can_manage(request.user, existing):
-                # A code held by a document the client cannot see: refuse without saying anything about it.
-                if not can_view(request.user, existing):
-                    raise ApiValidationError({"code": ["This code cannot be used."]})
                 raise PermissionDenied("You may not replace this document.")
         try:
             result = register_upload(upload, upload.name, meta, owner=request.user, replace=replace)

@@ -81,7 +81,9 @@ def original_upload_path(instance: "Document", filename: str) -> str:
 
 
 class Document(models.Model):
-    code = models.CharField(_("code"), max_length=64, unique=True,
+    # Unique among the documents one user may see, not globally: a code held by a
+    # document the uploader cannot see must look free (decisions.md, issue 9 S6).
+    code = models.CharField(_("code"), max_length=64, db_index=True,
                             help_text=_("e.g. HR_POLICY_2024_001"))
     title = models.CharField(_("title"), max_length=300)
     title_source = models.CharField(

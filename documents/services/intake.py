@@ -15,9 +15,12 @@ from typing import BinaryIO
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files import File
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
+from django.db.models import QuerySet
+from django.utils.translation import gettext as _
 
 from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag, TitleSource
+from documents.selectors import visible_documents
 from documents.services.inspection import upload_refusal
 from documents.services.text import code_from_filename
 
@@ -55,9 +58,37 @@ def sha256_of(fh: BinaryIO) -> str:
     return digest.hexdigest()
 
 
-def _unique_code(base: str) -> str:
+def code_scope(user) -> QuerySet:
+    """The documents whose codes a new document's code must differ from.
+
+    Codes are unique per visible scope (docs/decisions.md): only the documents
+    `user` may see count, so a code held by a document the user cannot see
+    behaves exactly like a free code and reveals nothing. Without a signed-in
+    user (`manage.py ingest`, `load_samples`: the operator) every document counts."""
+    if user is None or not getattr(user, "is_authenticated", False):
+        return Document.objects.all()
+    return visible_documents(user)
+
+
+def find_by_code(code: str, user) -> Document | None:
+    """The document with this code that `user` may see (their own first: two
+    documents may share a code when neither owner could see the other's)."""
+    candidates = list(code_scope(user).filter(code=code).order_by("pk")[:20])
+    mine = [d for d in candidates if user is not None and d.owner_id == getattr(user, "pk", None)]
+    return (mine or candidates or [None])[0]
+
+
+def _lock_code(code: str) -> None:
+    # Two uploads choosing the same code wait for each other (until commit), so
+    # both cannot see it free and take it.
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", [f"documents.code:{code}"])
+
+
+def _unique_code(base: str, scope: QuerySet) -> str:
+    """`base`, or base_2, base_3 … when a document in `scope` holds it."""
     code, n = base, 2
-    while Document.objects.filter(code=code).exists():
+    while scope.filter(code=code).exists():
         code, n = f"{base}_{n}", n + 1
     return code
 
@@ -109,7 +140,8 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     Same bytes as an existing document → that document is returned with
     created=False, nothing is stored. `replace=True` with an existing code
     swaps in the new file, bumps nothing else the caller did not set, and
-    processes it again (the API's upsert by code).
+    processes it again (the API's upsert by code). Codes are looked up among
+    the documents `owner` may see (`code_scope`).
     """
     filename = Path(filename).name or "upload"
     size = size_of(fh)
@@ -119,13 +151,16 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
     if same_bytes is not None:
         return UploadResult(same_bytes, created=False)
 
-    existing = Document.objects.filter(code=meta.code).first() if meta.code else None
-    if existing is not None and not replace:
-        raise ValidationError({"code": f"A document with code {meta.code} already exists "
-                                       "(upload with replace to store a new version)."})
+    scope = code_scope(owner)
     try:
         with transaction.atomic():
-            doc = existing or Document(code=_unique_code(meta.code or code_from_filename(filename)))
+            base = meta.code or code_from_filename(filename)
+            _lock_code(base)
+            existing = find_by_code(meta.code, owner) if meta.code else None
+            if existing is not None and not replace:
+                raise ValidationError({"code": _("A document with code %(code)s already exists (upload with "
+                                                 "replace to store a new version).") % {"code": meta.code}})
+            doc = existing or Document(code=meta.code or _unique_code(base, scope))
             old_file = doc.source_file.name if existing else None
             _set_title(doc, meta.title, filename, new=existing is None)
             doc.document_type = meta.document_type
