@@ -6,10 +6,11 @@ committed. Identical bytes are recognised by SHA-256 and not stored twice.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from dataclasses import dataclass, field
 from datetime import date
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from django.conf import settings
@@ -19,10 +20,19 @@ from django.db import IntegrityError, connection, transaction
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
 
-from documents.models import AccessLevel, Department, Document, DocumentStatus, DocumentType, Tag, TitleSource
+from documents.models import (
+    AccessLevel,
+    Department,
+    Document,
+    DocumentStatus,
+    DocumentType,
+    Tag,
+    TitleSource,
+    original_upload_path,
+)
 from documents.selectors import visible_documents
 from documents.services.inspection import upload_refusal
-from documents.services.text import code_from_filename
+from documents.services.text import code_from_filename, nfc
 
 
 @dataclass
@@ -152,6 +162,7 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
         return UploadResult(same_bytes, created=False)
 
     scope = code_scope(owner)
+    stored = target_dir = None
     try:
         with transaction.atomic():
             base = meta.code or code_from_filename(filename)
@@ -169,26 +180,72 @@ def register_upload(fh: BinaryIO, filename: str, meta: UploadMetadata, owner=Non
             doc.version = meta.version
             doc.effective_date = meta.effective_date
             doc.checksum = checksum
-            doc.original_filename = filename
+            doc.original_filename = fit_filename(filename, ORIGINAL_NAME_CHARS, unit="chars")
             doc.file_size = size
             doc.status = DocumentStatus.PENDING
             doc.progress, doc.status_message, doc.error, doc.attempts = 0, "Queued", "", 0
             if owner is not None and getattr(owner, "is_authenticated", False) and doc.owner_id is None:
                 doc.owner = owner
-            doc.source_file.save(filename, File(fh), save=False)
+            target_dir = original_upload_path(doc, "")
+            doc.source_file.save(fit_filename(filename, STORED_NAME_BYTES), File(fh), save=False)
+            stored = doc.source_file.name
             doc.save()
             doc.departments.set(departments)
             doc.tags.set(tags)
             transaction.on_commit(lambda: enqueue_processing(doc.pk))
     except IntegrityError:
+        _discard(stored, target_dir)
         # A concurrent upload of the same bytes won the race.
         same_bytes = Document.objects.filter(checksum=checksum).first()
         if same_bytes is None:
             raise
         return UploadResult(same_bytes, created=False)
+    except BaseException:
+        _discard(stored, target_dir)  # no stray file, no empty folder
+        raise
     if old_file and old_file != doc.source_file.name:
-        doc.source_file.storage.delete(old_file)
+        _discard(old_file, str(PurePosixPath(old_file).parent))
     return UploadResult(doc, created=existing is None, replaced=existing is not None)
+
+
+# A file name is at most 255 bytes on Linux filesystems; the storage may add
+# "_abc1234" to a name that is taken, so stored names stay well below.
+STORED_NAME_BYTES = 200
+ORIGINAL_NAME_CHARS = 255  # Document.original_filename
+
+
+def fit_filename(filename: str, limit: int, *, unit: str = "bytes") -> str:
+    """The name NFC-normalised and shortened to `limit` UTF-8 bytes (or characters),
+    cut between whole characters, keeping the extension: a Vietnamese name of 300
+    bytes must not fail with "File name too long"."""
+    name = nfc(filename)
+    size = (lambda text: len(text.encode("utf-8"))) if unit == "bytes" else len
+    if size(name) <= limit:
+        return name
+    suffix = PurePosixPath(name).suffix
+    suffix = suffix if size(suffix) < limit // 2 else ""
+    stem = name[:len(name) - len(suffix)] if suffix else name
+    room = limit - size(suffix)
+    if unit == "bytes":
+        stem = stem.encode("utf-8")[:room].decode("utf-8", errors="ignore")  # drops a cut character
+    else:
+        stem = stem[:room]
+    return stem.rstrip() + suffix
+
+
+def _discard(name: str | None, folder: str | None) -> None:
+    """Delete a file stored by a registration that did not complete, and the
+    folders it leaves empty."""
+    storage = Document._meta.get_field("source_file").storage
+    if name:
+        storage.delete(name)
+    folder = folder.rstrip("/") if folder else None
+    while folder and folder not in ("", "originals"):
+        try:
+            os.rmdir(storage.path(folder))
+        except OSError:  # not empty (another document's file) or not there
+            break
+        folder = str(PurePosixPath(folder).parent)
 
 
 def _set_title(doc: Document, typed: str, filename: str, *, new: bool) -> None:
