@@ -3,6 +3,8 @@ overlap, exact offsets, Vietnamese diacritics intact."""
 import unicodedata
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from documents.services.chunking import chunk_sections, embedding_text
 from documents.services.extraction import Section, normalise
@@ -90,3 +92,22 @@ def test_vietnamese_diacritics_survive_and_are_nfc(counter):
 def test_overlap_not_smaller_than_budget_is_refused(counter):
     with pytest.raises(ValueError):
         chunk_sections([long_section(3)], counter.count, max_tokens=50, overlap=50)
+
+
+VIETNAMESE = st.text(st.sampled_from(list("aăâbcdđeêghiklmnoôơpqrstuưvxyàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợ"
+                                          "ùủũúụừửữứựỳỷỹýỵAĂÂĐÊÔƠƯ0123456789 .,;:!?-/\n")), max_size=2000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=VIETNAMESE | st.text(max_size=600))
+def test_fast_counts_equal_the_tokenizers_own(counter, text):
+    """The chunker counts with the Rust tokenizer directly (truncation and padding off):
+    the same count as the transformers call, long texts included (MiniLM's
+    tokenizer.json truncates at 128)."""
+    expected = len(counter._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+    assert counter.count(text) == expected
+
+
+def test_a_long_text_is_counted_whole(counter):
+    text = "Quy định về bảo mật thông tin khách hàng. " * 200
+    assert counter.count(text) > 1000

@@ -91,20 +91,55 @@ def _spans(pattern: re.Pattern, text: str, base: int) -> list[tuple[int, int]]:
 def _word_runs(body: str, start: int, end: int, count: CountTokens, budget: int) -> list[_Unit]:
     """Cut an over-long sentence into runs of whole words that fit the budget."""
     words = [(start + m.start(), start + m.end()) for m in _WORD.finditer(body[start:end])]
+
+    counted: dict[int, int] = {}  # j → tokens of words[i:j] for the current i
+
+    def fits(i: int, j: int) -> bool:  # words[i:j] within the budget
+        counted[j] = count(body[words[i][0]:words[j - 1][1]])
+        return counted[j] <= budget
+
     units: list[_Unit] = []
-    i = 0
+    i, guess = 0, 1
     while i < len(words):
-        lo, hi = i + 1, len(words)  # binary search: the most words from i that fit
-        while lo < hi:
+        # The most words from i that fit. Every word is at least one token, so more
+        # than `budget` words never fit: searching further made each probe tokenise
+        # the rest of the sentence (quadratic on a text without sentence ends: 444 s
+        # for 1 MB, docs/benchmarks.md). Runs of one sentence are alike in length,
+        # so the search gallops from the previous run's length (2-4 probes, not 8).
+        cap = min(len(words), i + budget)
+        lo = i + 1  # words[i:lo] is taken even when one word alone is over budget
+        hi = min(cap, i + guess)
+        step = 1
+        if fits(i, hi):  # gallop up from the guess
+            lo = hi
+            while lo < cap:
+                probe = min(cap, lo + step)
+                if not fits(i, probe):
+                    hi = probe - 1
+                    break
+                lo, step = probe, step * 2
+            else:
+                hi = lo
+        else:  # gallop down from the guess
+            hi -= 1
+            while hi > lo:
+                probe = max(lo, hi - step)
+                if fits(i, probe):
+                    lo = probe
+                    break
+                hi, step = probe - 1, step * 2
+        while lo < hi:  # the largest j in [lo, hi] with fits(i, j)
             mid = (lo + hi + 1) // 2
-            if count(body[words[i][0]:words[mid - 1][1]]) <= budget:
+            if fits(i, mid):
                 lo = mid
             else:
                 hi = mid - 1
-        j = max(lo, i + 1)  # a single word over budget still makes progress
+        j = lo
         piece_start, piece_end = words[i][0], words[j - 1][1]
-        units.append(_Unit(piece_start, piece_end, count(body[piece_start:piece_end])))
-        i = j
+        tokens = counted[j] if j in counted else count(body[piece_start:piece_end])
+        units.append(_Unit(piece_start, piece_end, tokens))
+        guess, i = j - i, j
+        counted.clear()
     return units
 
 
@@ -138,12 +173,17 @@ def _carry(body: str, units: list[_Unit], first: int, last: int, overlap: int,
         return units[k + 1].start
     unit = units[last]
     words = list(_WORD.finditer(body[unit.start:unit.end]))
-    best = None
-    for idx in range(len(words) - 1, 0, -1):  # grow the tail word by word
-        begin = unit.start + words[idx].start()
-        if count(body[begin:unit.end]) > overlap:
-            break
-        best = begin
+    # The longest tail of whole words (not the whole unit) within `overlap` tokens:
+    # binary search over where it starts, at most `overlap` words back (a word is at
+    # least one token). Only a start whose tail was counted within the limit is kept.
+    lo, hi, best = max(1, len(words) - overlap), len(words), None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        begin = unit.start + words[mid].start()
+        if count(body[begin:unit.end]) <= overlap:
+            best, hi = begin, mid
+        else:
+            lo = mid + 1
     return best
 
 
