@@ -187,3 +187,19 @@ def test_document_survives_losing_its_worker_mid_task(start_worker):
     assert final.attempts == 2
     ordinals = list(final.chunks.values_list("ordinal", flat=True))
     assert ordinals == list(range(len(ordinals)))  # written once, no duplicates
+
+
+def test_a_document_over_the_chunk_limit_fails_with_the_count_and_the_limit(settings):
+    settings.INGEST_MAX_CHUNKS = 20
+    long_text = "\n\n".join(f"Điều {i}. Nhân viên được nghỉ phép năm có hưởng lương theo quy định của Bộ luật "
+                            f"Lao động và quy chế nội bộ của công ty, mục {i}." for i in range(300)).encode()
+    doc = upload(long_text, "so-tay-rat-dai.txt").document
+    assert processing.process_document(doc.pk) == "failed"
+    doc.refresh_from_db()
+    assert doc.status == DocumentStatus.FAILED
+    assert "it would need about" in doc.error and "over the limit of 20" in doc.error
+    assert "PORTAL_INGEST_MAX_CHUNKS" in doc.error and "Split it" in doc.error
+    assert not doc.chunks.exists() and doc.source_file.open("rb").read() == long_text
+    settings.INGEST_MAX_CHUNKS = 3000
+    request_reprocessing(Document.objects.filter(pk=doc.pk))
+    assert processing.process_document(doc.pk) == "ready"  # an admin raised the limit: it goes through

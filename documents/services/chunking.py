@@ -19,6 +19,8 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+from django.utils.translation import gettext as _
+
 from documents.services.extraction import Section
 
 CountTokens = Callable[[str], int]
@@ -187,11 +189,52 @@ def _carry(body: str, units: list[_Unit], first: int, last: int, overlap: int,
     return best
 
 
+class TooManyChunks(Exception):
+    """The document needs more chunks than one document may have; the message is shown to people."""
+
+    def __init__(self, limit: int, estimate: int | None = None):
+        self.limit, self.estimate = limit, estimate
+        if estimate is not None:
+            need = _("it would need about %(n)s passages") % {"n": f"{estimate:,}"}
+        else:
+            need = _("it needs more than %(n)s passages") % {"n": f"{limit:,}"}
+        super().__init__(_("The document is too long to index: %(need)s, over the limit of %(limit)s per "
+                           "document (PORTAL_INGEST_MAX_CHUNKS). Split it into smaller documents, or ask an "
+                           "administrator to raise the limit.") % {"need": need, "limit": f"{limit:,}"})
+
+
+ESTIMATE_WINDOWS, ESTIMATE_WINDOW_CHARS = 16, 2000
+ESTIMATE_MARGIN = 1.25  # fail on the estimate only when clearly over: sampling is not exact
+
+
+def estimate_chunks(sections: list[Section], count: CountTokens, max_tokens: int) -> int:
+    """About how many chunks the sections make, from their length and the tokens per
+    character of a few windows spread over the text (milliseconds, where chunking a
+    10 MB text takes a minute): every token of the text lands in a chunk of at most
+    `max_tokens` tokens, so this is about the fewest chunks it can need."""
+    text = "\n".join(s.text for s in sections)
+    if not text:
+        return 0
+    step = max(len(text) // ESTIMATE_WINDOWS, 1)
+    windows = [text[i:i + ESTIMATE_WINDOW_CHARS] for i in range(0, len(text), step)][:ESTIMATE_WINDOWS]
+    sampled = sum(len(w) for w in windows)
+    tokens_per_char = sum(count(w) for w in windows) / max(sampled, 1)
+    return int(len(text) * tokens_per_char / max_tokens)
+
+
 def chunk_sections(sections: list[Section], count: CountTokens, *, max_tokens: int,
-                   overlap: int) -> tuple[str, list[ChunkDraft]]:
-    """Chunk a document: returns (content, chunks). See the module docstring."""
+                   overlap: int, max_chunks: int | None = None) -> tuple[str, list[ChunkDraft]]:
+    """Chunk a document: returns (content, chunks). See the module docstring.
+
+    With `max_chunks`, a document that needs more raises TooManyChunks: at once
+    when the estimate is clearly over, else as soon as the chunk past the limit
+    is made (never chunking and embedding a huge text to the end)."""
     if overlap >= max_tokens:
         raise ValueError("overlap must be smaller than the chunk budget")
+    if max_chunks is not None:
+        estimate = estimate_chunks(sections, count, max_tokens)
+        if estimate > max_chunks * ESTIMATE_MARGIN:
+            raise TooManyChunks(max_chunks, estimate)
     content, placed = render_content(sections)
     drafts: list[ChunkDraft] = []
     for section, base in placed:
@@ -221,6 +264,8 @@ def chunk_sections(sections: list[Section], count: CountTokens, *, max_tokens: i
                 exact = count(embedding_text(text, path))
             drafts.append(ChunkDraft(text=text, heading_path=list(path), char_start=base + begin,
                                      char_end=base + units[last].end, token_count=exact))
+            if max_chunks is not None and len(drafts) > max_chunks:
+                raise TooManyChunks(max_chunks)
             carry_begin = _carry(body, units, pos, last, overlap, count)
             pos = last + 1
     return content, drafts

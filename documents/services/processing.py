@@ -117,8 +117,12 @@ def process_document(document_id: int) -> str:
     _set_progress(doc.pk, 50, "Chunking")
     policy = current_chunking_policy()
     counter = tokens.token_counter(policy.model_path)
-    content, drafts = chunking.chunk_sections(extracted.sections, counter.count,
-                                              max_tokens=policy.max_tokens, overlap=policy.overlap)
+    try:
+        content, drafts = chunking.chunk_sections(extracted.sections, counter.count, max_tokens=policy.max_tokens,
+                                                  overlap=policy.overlap, max_chunks=settings.INGEST_MAX_CHUNKS)
+    except chunking.TooManyChunks as exc:
+        _fail(doc, str(exc))
+        return "failed"
     _set_progress(doc.pk, 75, "Extracting keywords")
     chunk_keywords = keywords.keywords_for_chunks([d.text for d in drafts])
 
