@@ -79,3 +79,28 @@ def test_load_samples_ingests_everything_and_is_idempotent():
     assert leave.chunks.filter(text__contains="nghỉ phép").exists()
     call_command("load_samples", "--sync")  # again: nothing new
     assert Document.objects.count() == len(manifest["documents"])
+
+
+@pytest.fixture(scope="module")
+def counter():
+    from documents.services.tokens import default_model_path, token_counter
+
+    return token_counter(str(default_model_path()))
+
+
+@pytest.mark.parametrize("max_tokens, overlap", [(254, 48), (64, 16)], ids=["model-budget", "small-budget"])
+@pytest.mark.parametrize("code", sorted(MANIFEST))
+def test_sample_chunks_keep_every_invariant(code, counter, max_tokens, overlap):
+    """Every sample, extracted as the worker does and chunked with the real tokenizer,
+    at the model's budget and at a small one (so that sections split into several
+    chunks): exact slices, within budget, no heading crossed, overlap within its
+    limit, and every word of the text in some chunk (tests/chunk_invariants.py)."""
+    from documents.services.chunking import chunk_sections
+    from tests.chunk_invariants import check_chunks
+
+    sections = extracted(code).sections
+    content, chunks = chunk_sections(sections, counter.count, max_tokens=max_tokens, overlap=overlap)
+    check_chunks(sections, content, chunks, counter.count, max_tokens=max_tokens, overlap=overlap)
+    if max_tokens == 64:
+        by_section = Counter(tuple(c.heading_path) for c in chunks)
+        assert max(by_section.values()) > 2, "the small budget must split some section into 3+ chunks"

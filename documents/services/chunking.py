@@ -9,7 +9,9 @@
    greedily up to the token budget.
 3. The budget counts what the model will read: the heading path line that is
    embedded with the chunk plus the chunk text, in the embedding model's own
-   tokens (see tokens.py), never more than the model's max sequence length.
+   tokens (see tokens.py), never more than the model's max sequence length. A
+   heading line that would leave the text less than a quarter of the budget is
+   shortened (`fit_heading`).
 4. Consecutive chunks of one section overlap by up to `overlap` tokens of whole
    sentences (or words, when a single sentence is longer than the overlap).
 """
@@ -189,6 +191,26 @@ def _carry(body: str, units: list[_Unit], first: int, last: int, overlap: int,
     return best
 
 
+def fit_heading(path: list[str], count: CountTokens, max_tokens: int) -> list[str]:
+    """The heading path embedded with a section's chunks, shortened when it would
+    leave the text less than a quarter of the budget (a path of long headings, a
+    small model): outer headings are dropped first, then the last heading's tail
+    words (marked "…"), until the line takes at most half the budget. Without this
+    the heading line alone could fill the budget and every chunk would exceed it."""
+    if not path or count(heading_line(path) + "\n") <= max_tokens * 3 // 4:
+        return list(path)
+    half = max_tokens // 2
+    path = list(path)
+    while len(path) > 1 and count(heading_line(path) + "\n") > half:
+        path.pop(0)
+    words = path[-1].split()
+    while len(words) > 1 and count(" ".join(words) + " …\n") > half:
+        words.pop()
+    if words != path[-1].split():
+        path[-1] = " ".join(words) + " …"
+    return path
+
+
 class TooManyChunks(Exception):
     """The document needs more chunks than one document may have; the message is shown to people."""
 
@@ -238,7 +260,7 @@ def chunk_sections(sections: list[Section], count: CountTokens, *, max_tokens: i
     content, placed = render_content(sections)
     drafts: list[ChunkDraft] = []
     for section, base in placed:
-        body, path = section.text, section.heading_path
+        body, path = section.text, fit_heading(section.heading_path, count, max_tokens)
         prefix = heading_line(path)
         budget = max(8, max_tokens - (count(prefix + "\n") if prefix else 0))
         units = _units(body, count, budget)
