@@ -104,9 +104,10 @@ def test_admin_add_form_refuses(case):
     assert_refused(" ".join(response.context["adminform"].form.errors["upload"]), expected)
 
 
-def test_an_oversized_upload_is_not_written_past_the_limit(settings, monkeypatch):
+@pytest.mark.parametrize("path", ["portal", "api", "admin"])
+def test_an_oversized_upload_is_not_written_past_the_limit(settings, monkeypatch, path):
     """The storing handler (a temporary file on disk) receives at most the limit;
-    the form still names the real size."""
+    the answer still names the real size."""
     settings.FILE_UPLOAD_MAX_MEMORY_SIZE = 0  # every upload goes to a temporary file
     written = []
     original = TemporaryFileUploadHandler.receive_data_chunk
@@ -116,13 +117,22 @@ def test_an_oversized_upload_is_not_written_past_the_limit(settings, monkeypatch
         return original(self, raw_data, start)
 
     monkeypatch.setattr(TemporaryFileUploadHandler, "receive_data_chunk", counting)
+    big = files.upload_file("big.txt", b"a" * (8 * LIMIT))
+    form = {"document_type": "policy", "access_level": "1", "language": "vi", "version": "1.0"}
     client = Client()
     client.force_login(uploader())
-    response = client.post("/documents/upload/", {"file": files.upload_file("big.txt", b"a" * (8 * LIMIT)),
-                                                   "document_type": "policy", "access_level": "1", "language": "vi"})
-    assert "The file is 8.0 MB, over the 1.0 MB limit" in " ".join(response.context["form"].errors["file"])
+    if path == "portal":
+        response = client.post("/documents/upload/", {"file": big, **form})
+        message = " ".join(response.context["form"].errors["file"])
+    elif path == "api":
+        response = client.post("/api/v1/documents/", {"file": big})
+        message = " ".join(response.json()["file"])
+    else:
+        response = client.post("/admin/documents/document/add/", {"upload": big, **form})
+        message = " ".join(response.context["adminform"].form.errors["upload"])
+    assert "The file is 8.0 MB, over the 1.0 MB limit" in message
     assert 0 < sum(written) <= LIMIT
-    assert Document.objects.count() == 0
+    assert Document.objects.count() == 0 and stored_files() == []
 
 
 def test_a_file_at_the_limit_is_accepted():
