@@ -3,6 +3,7 @@ overlap, exact offsets, Vietnamese diacritics intact."""
 import unicodedata
 
 import pytest
+from django.utils import translation
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,14 @@ from documents.services.chunking import (
 )
 from documents.services.extraction import Section, normalise
 from documents.services.tokens import default_model_path, token_counter
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Messages are asserted in English (the msgids): the default interface
+    language is Vietnamese, and its catalog translates them once the i18n work lands."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(scope="module")

@@ -147,19 +147,30 @@ def _word_runs(body: str, start: int, end: int, count: CountTokens, budget: int)
     return units
 
 
+def _more_words_than(body: str, start: int, end: int, n: int) -> bool:
+    """Whether body[start:end] has more than n words: then it is over an n-token
+    budget without being tokenised (tokenising a 10 MB paragraph whole took 2 GB)."""
+    for seen, _ in enumerate(_WORD.finditer(body, start, end), start=1):
+        if seen > n:
+            return True
+    return False
+
+
 def _units(body: str, count: CountTokens, budget: int) -> list[_Unit]:
     units: list[_Unit] = []
     for p_start, p_end in _spans(re.compile(r"\n+"), body, 0):
-        tokens = count(body[p_start:p_end])
-        if tokens <= budget:
-            units.append(_Unit(p_start, p_end, tokens))
-            continue
-        for s_start, s_end in _spans(_SENTENCE_END, body[p_start:p_end], p_start):
-            tokens = count(body[s_start:s_end])
+        if not _more_words_than(body, p_start, p_end, budget):
+            tokens = count(body[p_start:p_end])
             if tokens <= budget:
-                units.append(_Unit(s_start, s_end, tokens))
-            else:
-                units.extend(_word_runs(body, s_start, s_end, count, budget))
+                units.append(_Unit(p_start, p_end, tokens))
+                continue
+        for s_start, s_end in _spans(_SENTENCE_END, body[p_start:p_end], p_start):
+            if not _more_words_than(body, s_start, s_end, budget):
+                tokens = count(body[s_start:s_end])
+                if tokens <= budget:
+                    units.append(_Unit(s_start, s_end, tokens))
+                    continue
+            units.extend(_word_runs(body, s_start, s_end, count, budget))
     return units
 
 
@@ -191,24 +202,29 @@ def _carry(body: str, units: list[_Unit], first: int, last: int, overlap: int,
     return best
 
 
-def fit_heading(path: list[str], count: CountTokens, max_tokens: int) -> list[str]:
-    """The heading path embedded with a section's chunks, shortened when it would
-    leave the text less than a quarter of the budget (a path of long headings, a
-    small model): outer headings are dropped first, then the last heading's tail
-    words (marked "…"), until the line takes at most half the budget. Without this
-    the heading line alone could fill the budget and every chunk would exceed it."""
-    if not path or count(heading_line(path) + "\n") <= max_tokens * 3 // 4:
-        return list(path)
+def fit_heading(path: list[str], count: CountTokens, max_tokens: int) -> tuple[list[str], int]:
+    """The heading path embedded with a section's chunks and the tokens of its line,
+    shortened when it would leave the text less than a quarter of the budget (a
+    path of long headings, a small model): outer headings are dropped first, then
+    the last heading's tail words (marked "…"), until the line takes at most half
+    the budget. Without this the heading line alone could fill the budget and every
+    chunk would exceed it."""
+    def line_tokens(p: list[str]) -> int:
+        return count(heading_line(p) + "\n") if p else 0
+
+    tokens = line_tokens(path)
+    if tokens <= max_tokens * 3 // 4:
+        return list(path), tokens
     half = max_tokens // 2
     path = list(path)
-    while len(path) > 1 and count(heading_line(path) + "\n") > half:
+    while len(path) > 1 and line_tokens(path) > half:
         path.pop(0)
     words = path[-1].split()
     while len(words) > 1 and count(" ".join(words) + " …\n") > half:
         words.pop()
     if words != path[-1].split():
         path[-1] = " ".join(words) + " …"
-    return path
+    return path, line_tokens(path)
 
 
 class TooManyChunks(Exception):
@@ -260,9 +276,9 @@ def chunk_sections(sections: list[Section], count: CountTokens, *, max_tokens: i
     content, placed = render_content(sections)
     drafts: list[ChunkDraft] = []
     for section, base in placed:
-        body, path = section.text, fit_heading(section.heading_path, count, max_tokens)
-        prefix = heading_line(path)
-        budget = max(8, max_tokens - (count(prefix + "\n") if prefix else 0))
+        body = section.text
+        path, heading_tokens = fit_heading(section.heading_path, count, max_tokens)
+        budget = max(8, max_tokens - heading_tokens)
         units = _units(body, count, budget)
         pos, carry_begin = 0, None
         while pos < len(units):
