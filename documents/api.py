@@ -40,8 +40,8 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Document
-        fields = ["id", "code", "title", "title_source", "document_type", "access_level", "departments", "tags", "language",
-                  "version", "effective_date", "status", "progress", "status_message", "error",
+        fields = ["id", "code", "title", "title_source", "document_type", "access_level", "departments", "tags",
+                  "language", "version", "effective_date", "status", "progress", "status_message", "error",
                   "original_filename", "file_size", "checksum", "owner", "chunk_count", "download_url",
                   "created_at", "updated_at", "processed_at"]
 

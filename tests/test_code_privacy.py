@@ -85,6 +85,10 @@ def messages_of(response) -> list[str]:
     return [str(m) for m in get_messages(response.wsgi_request)]
 
 
+def token_client(user) -> Client:
+    return Client(HTTP_ACCEPT_LANGUAGE="en", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=user).key}")
+
+
 def signed_in(user) -> Client:
     client = Client(HTTP_ACCEPT_LANGUAGE="en")  # a fresh one per attempt: no message or cookie carried over
     client.force_login(user)
@@ -103,7 +107,7 @@ def test_portal_upload_form(world):
 
 
 def test_api_create(world):
-    client = Client(HTTP_ACCEPT_LANGUAGE="en", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=world['user']).key}")
+    client = token_client(world["user"])
 
     def send(code):
         response = client.post("/api/v1/documents/", {"file": files.upload_file("bao-cao.md", BODY), "code": code})
@@ -114,7 +118,7 @@ def test_api_create(world):
 
 
 def test_api_upsert_by_code(world):
-    client = Client(HTTP_ACCEPT_LANGUAGE="en", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=world['user']).key}")
+    client = token_client(world["user"])
 
     def send(code):
         body = encode_multipart(BOUNDARY, {"file": files.upload_file("bao-cao.md", BODY)})
@@ -148,7 +152,7 @@ def test_a_file_named_after_the_code_gets_no_suffix(world):
 
 def test_a_visible_code_is_still_unique_for_that_user(world):
     register_upload(io.BytesIO(BODY), "a.md", UploadMetadata(code="HR_NOTE_1"), owner=world["user"])
-    client = Client(HTTP_ACCEPT_LANGUAGE="en", HTTP_AUTHORIZATION=f"Token {Token.objects.create(user=world['user']).key}")
+    client = token_client(world["user"])
     again = client.post("/api/v1/documents/", {"file": files.upload_file("b.md", b"# Khac\n\nKhac.\n"),
                                                "code": "HR_NOTE_1"})
     assert again.status_code == 400 and "already exists" in again.json()["code"][0]

@@ -205,8 +205,9 @@ def test_a_line_that_wraps_into_the_next_is_not_a_heading():
 
 
 def test_numbering_starts_again_under_a_chapter():
-    elements = [el("Title", "CHƯƠNG I"), el("Title", "1. Phạm vi"), el("NarrativeText", "A."), el("Title", "2. Đối tượng"),
-                el("NarrativeText", "B."), el("Title", "CHƯƠNG II"), el("Title", "1. Quyền"), el("NarrativeText", "C.")]
+    elements = [el("Title", "CHƯƠNG I"), el("Title", "1. Phạm vi"), el("NarrativeText", "A."),
+                el("Title", "2. Đối tượng"), el("NarrativeText", "B."), el("Title", "CHƯƠNG II"),
+                el("Title", "1. Quyền"), el("NarrativeText", "C.")]
     doc = extraction.sections_from_elements(elements, guess_headings=True)
     assert headings_of(doc) == [["CHƯƠNG I", "1. Phạm vi"], ["CHƯƠNG I", "2. Đối tượng"], ["CHƯƠNG II", "1. Quyền"]]
 
