@@ -1,7 +1,8 @@
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.urls import reverse
 from django.utils.functional import lazy
 from django.utils.html import format_html
@@ -9,9 +10,18 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from guardian.admin import GroupManage, GuardedModelAdmin
 
-from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag
+from documents.models import AccessLevel, Chunk, Department, Document, DocumentStatus, Tag, TitleSource
 from documents.selectors import visible_documents
-from documents.services.intake import UploadMetadata, register_upload, request_reprocessing, sha256_of
+from documents.services.inspection import megabytes, supported_list
+from documents.services.intake import (
+    UploadMetadata,
+    code_scope,
+    find_by_code,
+    refusal_of,
+    register_upload,
+    request_reprocessing,
+    sha256_of,
+)
 
 
 @admin.register(Department)
@@ -19,9 +29,16 @@ class DepartmentAdmin(admin.ModelAdmin):
     list_display = ("code", "name", "document_count")
     search_fields = ("code", "name")
 
-    @admin.display(description=_("documents"))
+    def get_queryset(self, request):
+        # Counts only the documents this admin user may see (a staff user must not
+        # learn how many confidential documents a department holds).
+        visible = visible_documents(request.user).values("pk")
+        return super().get_queryset(request).annotate(
+            document_total=Count("documents", filter=Q(documents__in=visible), distinct=True))
+
+    @admin.display(description=_("documents"), ordering="document_total")
     def document_count(self, obj):
-        return obj.documents.count()
+        return obj.document_total
 
 
 @admin.register(Tag)
@@ -33,7 +50,7 @@ class TagAdmin(admin.ModelAdmin):
 
 
 class DocumentAddForm(forms.ModelForm):
-    upload = forms.FileField(label=_("File"), help_text=_("docx, pdf, html, md, txt, pptx, xlsx"))
+    upload = forms.FileField(label=_("File"))
 
     class Meta:
         model = Document
@@ -44,15 +61,45 @@ class DocumentAddForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.fields["code"].required = False
         self.fields["title"].required = False
+        self.fields["upload"].help_text = _("Supported: %(supported)s, up to %(limit)s.") % {
+            "supported": supported_list(), "limit": megabytes(settings.UPLOAD_MAX_BYTES)}
+
+    user = None  # the admin user, set by DocumentAdmin.get_form
 
     def clean_upload(self):
         upload = self.cleaned_data["upload"]
+        refusal = refusal_of(upload)
+        if refusal:
+            raise ValidationError(refusal)
         existing = Document.objects.filter(checksum=sha256_of(upload)).first()
         if existing is not None:
+            if not visible_documents(self.user).filter(pk=existing.pk).exists():
+                # Same answer as the portal: the uploader holds these bytes, but learns nothing else.
+                raise ValidationError(_("An identical file is already in the portal; you do not have access "
+                                        "to it. Ask its owner or an administrator."))
             url = reverse("admin:documents_document_change", args=[existing.pk])
-            raise ValidationError(format_html('Already have it: this exact file is <a href="{}">{}</a>.',
+            raise ValidationError(format_html(_('Already have it: this exact file is <a href="{}">{}</a>.'),
                                               url, existing.code))
         return upload
+
+    def clean_code(self):
+        # Codes are unique among the documents this user may see (intake.code_scope);
+        # one held by a document the user cannot see is free for them.
+        code = self.cleaned_data.get("code") or ""
+        if code and find_by_code(code, self.user) is not None:
+            raise ValidationError(_("A document with code %(code)s already exists.") % {"code": code})
+        return code
+
+
+class DocumentChangeForm(forms.ModelForm):
+    user = None  # the admin user, set by DocumentAdmin.get_form
+
+    def clean_code(self):
+        code = self.cleaned_data.get("code") or ""
+        same = code_scope(self.user).filter(code=code).exclude(pk=self.instance.pk)
+        if "code" in self.changed_data and same.exists():
+            raise ValidationError(_("A document with code %(code)s already exists.") % {"code": code})
+        return code
 
 
 class ChunkInline(admin.TabularInline):
@@ -94,13 +141,13 @@ class DocumentAdmin(GuardedModelAdmin):
     search_fields = ("code", "title", "checksum", "original_filename")
     readonly_fields = ("live_status", "checksum", "original_filename", "file_size", "source_file", "owner",
                        "attempts", "error", "created_at", "updated_at", "processed_at", "holder", "heartbeat_at",
-                       "queued_at")
+                       "queued_at", "title_source")
     filter_horizontal = ("departments", "tags")
     actions = ["reingest"] + [_set_level_action(level) for level in AccessLevel.values]
     inlines = [ChunkInline]
     fieldsets = (
-        (None, {"fields": ("code", "title", "document_type", "access_level", "departments", "tags",
-                           "language", "version", "effective_date")}),
+        (None, {"fields": ("code", "title", "title_source", "document_type", "access_level", "departments",
+                           "tags", "language", "version", "effective_date")}),
         (_("Processing"), {"fields": ("live_status", "error", "attempts", "processed_at", "holder", "heartbeat_at",
                                       "queued_at")}),
         (_("File"), {"fields": ("source_file", "original_filename", "file_size", "checksum", "owner",
@@ -120,9 +167,10 @@ class DocumentAdmin(GuardedModelAdmin):
                 .annotate(chunk_total=Count("chunks", distinct=True)))
 
     def get_form(self, request, obj=None, **kwargs):
-        if obj is None:
-            kwargs["form"] = DocumentAddForm
-        return super().get_form(request, obj, **kwargs)
+        kwargs["form"] = DocumentAddForm if obj is None else DocumentChangeForm
+        form = super().get_form(request, obj, **kwargs)
+        form.user = request.user  # a fresh class per request (modelform_factory)
+        return form
 
     def get_fieldsets(self, request, obj=None):
         if obj is None:
@@ -134,6 +182,8 @@ class DocumentAdmin(GuardedModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
+            if "title" in form.changed_data:
+                obj.title_source = TitleSource.UPLOADER  # typed by a person: processing keeps it
             return super().save_model(request, obj, form, change)
         data = form.cleaned_data
         meta = UploadMetadata(

@@ -4,11 +4,11 @@ document the client may not see answers exactly like one that does not exist
 from __future__ import annotations
 
 from django.core.exceptions import ValidationError as DjangoValidationError
-from django.db.models import Count
+from django.db.models import Count, Q
 from django.http import FileResponse, Http404
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from drf_spectacular.utils import OpenApiParameter, extend_schema, inline_serializer
+from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
 from rest_framework import mixins, permissions, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, PermissionDenied
@@ -16,9 +16,15 @@ from rest_framework.exceptions import ValidationError as ApiValidationError
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
-from documents.models import AccessLevel, Chunk, Document, DocumentLanguage, DocumentType
+from documents.models import AccessLevel, Chunk, Document, DocumentLanguage, DocumentStatus, DocumentType
 from documents.selectors import can_manage, can_view, visible_documents
-from documents.services.intake import UploadMetadata, register_upload, request_reprocessing
+from documents.services.intake import (
+    UploadMetadata,
+    find_by_code,
+    refusal_of,
+    register_upload,
+    request_reprocessing,
+)
 
 
 class ChunkSerializer(serializers.ModelSerializer):
@@ -48,7 +54,7 @@ class DocumentSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Document
-        fields = ["id", "code", "title", "document_type", "document_type_label", "access_level",
+        fields = ["id", "code", "title", "title_source", "document_type", "document_type_label", "access_level",
                   "access_level_label", "departments", "tags", "language", "language_label",
                   "version", "effective_date", "status", "status_label", "progress", "step", "status_message", "error",
                   "original_filename", "file_size", "checksum", "owner", "chunk_count", "download_url",
@@ -98,6 +104,12 @@ class UploadSerializer(serializers.Serializer):
     replace = serializers.BooleanField(required=False, default=False,
                                        help_text=gettext_lazy("Store a new version of the document with this code."))
 
+    def validate_file(self, upload):
+        refusal = refusal_of(upload)
+        if refusal:
+            raise serializers.ValidationError(refusal)
+        return upload
+
 
 class CanUpload(permissions.BasePermission):
     message = gettext_lazy("Uploading needs an account with the 'add document' permission.")
@@ -109,14 +121,34 @@ class CanUpload(permissions.BasePermission):
         return bool(user and user.is_authenticated and user.is_active and user.has_perm("documents.add_document"))
 
 
-@extend_schema(parameters=[
-    OpenApiParameter("document_type", str, enum=DocumentType.values),
-    OpenApiParameter("department", str, description="department code"),
-    OpenApiParameter("tag", str, description="tag slug"),
-    OpenApiParameter("status", str),
-    OpenApiParameter("access_level", int),
-    OpenApiParameter("q", str, description="code or title contains"),
-])
+class DocumentListFilters(serializers.Serializer):
+    """The list's query parameters: anything else (a NUL byte, `access_level=abc`)
+    is a 400 naming the parameter, never a 500. Empty values mean "no filter"."""
+
+    document_type = serializers.ChoiceField(choices=DocumentType.choices, required=False, allow_blank=True)
+    department = serializers.CharField(required=False, allow_blank=True, max_length=32,
+                                       help_text="department code")
+    tag = serializers.CharField(required=False, allow_blank=True, max_length=64, help_text="tag slug")
+    status = serializers.ChoiceField(choices=DocumentStatus.choices, required=False, allow_blank=True)
+    access_level = serializers.ChoiceField(choices=AccessLevel.choices, required=False, allow_blank=True)
+    q = serializers.CharField(required=False, allow_blank=True, max_length=200,
+                              help_text="code or title contains")
+
+    LOOKUPS = {"document_type": "document_type", "department": "departments__code", "tag": "tags__slug",
+               "status": "status", "access_level": "access_level"}
+
+    def apply(self, qs):
+        for param, value in self.validated_data.items():
+            if value in ("", None):
+                continue
+            if param == "q":
+                qs = qs.filter(Q(code__icontains=value) | Q(title__icontains=value))
+            else:
+                qs = qs.filter(**{self.LOOKUPS[param]: value})
+        return qs
+
+
+@extend_schema_view(list=extend_schema(parameters=[DocumentListFilters]))
 class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.DestroyModelMixin,
                       viewsets.GenericViewSet):
     permission_classes = [CanUpload]
@@ -125,15 +157,10 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
     def get_queryset(self):
         qs = (visible_documents(self.request.user).defer("content").prefetch_related("departments", "tags")
               .annotate(chunk_total=Count("chunks", distinct=True)))
-        params = self.request.query_params
-        for param, lookup in (("document_type", "document_type"), ("department", "departments__code"),
-                              ("tag", "tags__slug"), ("status", "status"), ("access_level", "access_level")):
-            if params.get(param):
-                qs = qs.filter(**{lookup: params[param]})
-        if params.get("q"):
-            from django.db.models import Q
-
-            qs = qs.filter(Q(code__icontains=params["q"]) | Q(title__icontains=params["q"]))
+        if self.action == "list":
+            filters = DocumentListFilters(data=self.request.query_params)
+            filters.is_valid(raise_exception=True)
+            qs = filters.apply(qs)
         return qs.select_related("owner").distinct().order_by("code")
 
     def get_object(self):
@@ -176,11 +203,10 @@ class DocumentViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.D
         replace = data.pop("replace")
         meta = UploadMetadata(**data)
         if replace and meta.code:
-            existing = Document.objects.filter(code=meta.code).first()
+            # Only documents the client may see hold a code for it (intake.code_scope): a code
+            # held by a document it cannot see is free for it, exactly like an unused one.
+            existing = find_by_code(meta.code, request.user)
             if existing is not None and not can_manage(request.user, existing):
-                # A code held by a document the client cannot see: refuse without saying anything about it.
-                if not can_view(request.user, existing):
-                    raise ApiValidationError({"code": [_("This code cannot be used.")]})
                 raise PermissionDenied(_("You may not replace this document."))
         try:
             result = register_upload(upload, upload.name, meta, owner=request.user, replace=replace)

@@ -91,15 +91,28 @@ class ProcessingStep:
         "Waiting for the task queue (processing starts automatically when it is back)")
 
 
+class TitleSource(models.TextChoices):
+    """Where a document's title came from: a title a person typed is never replaced."""
+    UPLOADER = "uploader", _("typed by a person")
+    DOCUMENT = "document", _("the document's own title")
+    FILENAME = "filename", _("the file name")
+
+
 def original_upload_path(instance: "Document", filename: str) -> str:
     # Content-addressed: the checksum is unique, so two uploads never overwrite each other.
     return f"originals/{instance.checksum[:2]}/{instance.checksum}/{filename}"
 
 
 class Document(models.Model):
-    code = models.CharField(_("code"), max_length=64, unique=True,
+    # Unique among the documents one user may see, not globally: a code held by a
+    # document the uploader cannot see must look free (decisions.md, issue 9 S6).
+    code = models.CharField(_("code"), max_length=64, db_index=True,
                             help_text=_("e.g. HR_POLICY_2024_001"))
     title = models.CharField(_("title"), max_length=300)
+    title_source = models.CharField(
+        _("title from"), max_length=16, choices=TitleSource.choices, default=TitleSource.UPLOADER,
+        help_text=_("Processing replaces a title taken from the file name by the document's own title; "
+                    "a title typed by a person is kept."))
     document_type = models.CharField(_("type"), max_length=32, choices=DocumentType.choices,
                                      default=DocumentType.POLICY)
     departments = models.ManyToManyField(Department, blank=True, related_name="documents",

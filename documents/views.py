@@ -3,6 +3,7 @@ a document the visitor may not see is a 404, the same as one that does not exist
 from __future__ import annotations
 
 from django import forms
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied, ValidationError
@@ -14,7 +15,8 @@ from django.utils.translation import gettext_lazy
 
 from documents.models import AccessLevel, Department, DocumentLanguage, DocumentType, Tag
 from documents.selectors import visible_documents
-from documents.services.intake import UploadMetadata, register_upload, waits_for_queue
+from documents.services.inspection import SUPPORTED_TYPES, megabytes, supported_list
+from documents.services.intake import UploadMetadata, refusal_of, register_upload, waits_for_queue
 
 
 def _visible_or_404(request, pk):
@@ -46,7 +48,8 @@ def download(request, pk):
 
 
 class UploadForm(forms.Form):
-    file = forms.FileField(label=gettext_lazy("File"))
+    file = forms.FileField(label=gettext_lazy("File"), widget=forms.ClearableFileInput(
+        attrs={"accept": ",".join(sorted(SUPPORTED_TYPES))}))
     title = forms.CharField(label=gettext_lazy("Title"), required=False, max_length=300)
     code = forms.CharField(label=gettext_lazy("Code"), required=False, max_length=64,
                            help_text=gettext_lazy("e.g. HR_POLICY_2024_001; left empty, it is made from the file name."))
@@ -57,6 +60,18 @@ class UploadForm(forms.Form):
                                                  required=False)
     tags = forms.ModelMultipleChoiceField(label=gettext_lazy("Tags"), queryset=Tag.objects.all(), required=False)
     language = forms.ChoiceField(label=gettext_lazy("Language"), choices=DocumentLanguage.choices)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["file"].help_text = _("Supported: %(supported)s, up to %(limit)s.") % {
+            "supported": supported_list(), "limit": megabytes(settings.UPLOAD_MAX_BYTES)}
+
+    def clean_file(self):
+        upload = self.cleaned_data["file"]
+        refusal = refusal_of(upload)
+        if refusal:
+            raise ValidationError(refusal)
+        return upload
 
 
 @login_required

@@ -161,13 +161,20 @@ UPLOAD_MAX_BYTES = env.env_int("PORTAL_UPLOAD_MAX_BYTES", 50 * 1024 * 1024,
                                "Largest file accepted for ingestion, in bytes.", minimum=1)
 INGEST_MAX_UNPACKED_BYTES = env.env_int(
     "PORTAL_INGEST_MAX_UNPACKED_BYTES", 300 * 1024 * 1024,
-    "Largest total uncompressed size of an Office (zip) file; larger is refused as a zip bomb.", minimum=1)
+    "Largest total uncompressed size of an Office (zip) file or of a PDF's streams; larger is refused as a "
+    "decompression bomb.", minimum=1)
 INGEST_MAX_COMPRESSION_RATIO = env.env_int(
     "PORTAL_INGEST_MAX_COMPRESSION_RATIO", 200,
-    "Largest uncompressed/compressed ratio of an Office file member before it is refused as a zip bomb.",
+    "Largest uncompressed/compressed ratio of an Office file member or a PDF stream (over 1 MB unpacked) "
+    "before it is refused as a decompression bomb.",
     minimum=2)
 INGEST_MAX_ATTEMPTS = env.env_int("PORTAL_INGEST_MAX_ATTEMPTS", 3,
                                   "Processing attempts before a document is marked failed.", minimum=1)
+INGEST_MAX_CHUNKS = env.env_int(
+    "PORTAL_INGEST_MAX_CHUNKS", 3000,
+    "Most chunks one document may be cut into; a longer one fails with the count it would need instead of "
+    "being chunked and embedded for an hour (all-MiniLM-L6-v2 cuts 1 MB of Vietnamese text into 1,700-2,600).",
+    minimum=1)
 CHUNK_MAX_TOKENS = env.env_int(
     "PORTAL_CHUNK_MAX_TOKENS", 800,
     "Target chunk size in tokens; capped by the embedding model's max sequence length.", minimum=16)
@@ -285,6 +292,12 @@ WHITENOISE_USE_FINDERS = True
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 FILE_UPLOAD_MAX_MEMORY_SIZE = 5 * 1024 * 1024
 DATA_UPLOAD_MAX_MEMORY_SIZE = 10 * 1024 * 1024
+# An upload over PORTAL_UPLOAD_MAX_BYTES is counted, not stored (documents/uploads.py).
+FILE_UPLOAD_HANDLERS = [
+    "documents.uploads.UploadLimitHandler",
+    "django.core.files.uploadhandler.MemoryFileUploadHandler",
+    "django.core.files.uploadhandler.TemporaryFileUploadHandler",
+]
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "home"

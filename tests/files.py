@@ -30,6 +30,7 @@ def pptx_bytes() -> bytes:
     from pptx import Presentation
 
     prs = Presentation()
+    prs.core_properties.title = VI_TITLE
     for heading, body in VI_SECTIONS:
         slide = prs.slides.add_slide(prs.slide_layouts[1])
         slide.shapes.title.text = heading
@@ -43,6 +44,7 @@ def xlsx_bytes() -> bytes:
     from openpyxl import Workbook
 
     wb = Workbook()
+    wb.properties.title = VI_TITLE
     ws = wb.active
     ws.title = "KPI quý 3"
     ws.append(["Chỉ tiêu", "Kế hoạch", "Thực hiện"])
@@ -124,6 +126,29 @@ def zip_bomb_docx_bytes(unpacked_mb: int = 40) -> bytes:
         zf.writestr("[Content_Types].xml", "<Types/>")
         zf.writestr("word/document.xml", b"\x20" * (unpacked_mb * 1024 * 1024))
     return buf.getvalue()
+
+
+def pdf_bomb_bytes(inflated_mb: int = 40, level: int = 9) -> bytes:
+    """A one-page PDF of a few KB whose content stream inflates to `inflated_mb` MB
+    (spaces: valid page content with no text, so an unguarded extractor inflates it
+    all and then reports "no text, needs OCR")."""
+    import zlib
+
+    packer, block = zlib.compressobj(level), b" " * (1024 * 1024)
+    stream = b"".join(packer.compress(block) for _ in range(inflated_mb)) + packer.flush()
+    objects = [b"<< /Type /Catalog /Pages 2 0 R >>", b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+               b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 595 842] /Contents 4 0 R /Resources << >> >>",
+               b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream"]
+    out, offsets = io.BytesIO(), []
+    out.write(b"%PDF-1.4\n")
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % offset for offset in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
 
 
 def not_utf8_txt_bytes() -> bytes:

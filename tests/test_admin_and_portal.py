@@ -15,7 +15,7 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture
 def admin_client():
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # messages asserted by their English msgids
     client.force_login(f.user("root", is_superuser=True, is_staff=True))
     return client
 

@@ -3,10 +3,28 @@ overlap, exact offsets, Vietnamese diacritics intact."""
 import unicodedata
 
 import pytest
+from django.utils import translation
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from documents.services.chunking import chunk_sections, embedding_text
+from documents.services.chunking import (
+    ESTIMATE_WINDOW_CHARS,
+    ESTIMATE_WINDOWS,
+    TooManyChunks,
+    chunk_sections,
+    embedding_text,
+    estimate_chunks,
+)
 from documents.services.extraction import Section, normalise
 from documents.services.tokens import default_model_path, token_counter
+
+
+@pytest.fixture(autouse=True)
+def english():
+    """Messages are asserted in English (the msgids): the default interface
+    language is Vietnamese, and its catalog translates them once the i18n work lands."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -90,3 +108,57 @@ def test_vietnamese_diacritics_survive_and_are_nfc(counter):
 def test_overlap_not_smaller_than_budget_is_refused(counter):
     with pytest.raises(ValueError):
         chunk_sections([long_section(3)], counter.count, max_tokens=50, overlap=50)
+
+
+VIETNAMESE = st.text(st.sampled_from(list("aăâbcdđeêghiklmnoôơpqrstuưvxyàảãáạằẳẵắặầẩẫấậèẻẽéẹềểễếệìỉĩíịòỏõóọồổỗốộờởỡớợ"
+                                          "ùủũúụừửữứựỳỷỹýỵAĂÂĐÊÔƠƯ0123456789 .,;:!?-/\n")), max_size=2000)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text=VIETNAMESE | st.text(max_size=600))
+def test_fast_counts_equal_the_tokenizers_own(counter, text):
+    """The chunker counts with the Rust tokenizer directly (truncation and padding off):
+    the same count as the transformers call, long texts included (MiniLM's
+    tokenizer.json truncates at 128)."""
+    expected = len(counter._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
+    assert counter.count(text) == expected
+
+
+def test_a_long_text_is_counted_whole(counter):
+    text = "Quy định về bảo mật thông tin khách hàng. " * 200
+    assert counter.count(text) > 1000
+
+
+@pytest.mark.parametrize("max_tokens", [120, 254])
+def test_the_estimate_is_a_close_lower_bound(counter, max_tokens):
+    """Never above the real count (a document under the limit is never refused on
+    the estimate), and not far below it (packing whole sentences and the heading
+    line leave room unused in each chunk)."""
+    sections = [long_section(400), Section(["Phụ lục"], "Bảng kê. " * 300)]
+    _, chunks = chunk_sections(sections, counter.count, max_tokens=max_tokens, overlap=0)
+    estimate = estimate_chunks(sections, counter.count, max_tokens)
+    assert 0.5 * len(chunks) <= estimate <= len(chunks), (estimate, len(chunks))
+
+
+def test_a_document_clearly_over_the_chunk_limit_is_refused_before_chunking(counter):
+    calls = []
+
+    def counting(text):
+        calls.append(len(text))
+        return counter.count(text)
+
+    huge = [long_section(3000)]  # ~ 300 kB
+    with pytest.raises(TooManyChunks) as err:
+        chunk_sections(huge, counting, max_tokens=120, overlap=20, max_chunks=100)
+    assert err.value.estimate > 125 and "about" in str(err.value) and "PORTAL_INGEST_MAX_CHUNKS" in str(err.value)
+    assert len(calls) <= ESTIMATE_WINDOWS and sum(calls) <= ESTIMATE_WINDOWS * ESTIMATE_WINDOW_CHARS
+
+
+def test_a_document_just_over_the_limit_stops_at_the_first_chunk_past_it(counter):
+    sections = [long_section(80)]
+    _, chunks = chunk_sections(sections, counter.count, max_tokens=120, overlap=20)
+    with pytest.raises(TooManyChunks) as err:
+        chunk_sections(sections, counter.count, max_tokens=120, overlap=20, max_chunks=len(chunks) - 1)
+    assert err.value.estimate is None and f"more than {len(chunks) - 1:,}" in str(err.value)
+    _, again = chunk_sections(sections, counter.count, max_tokens=120, overlap=20, max_chunks=len(chunks))
+    assert len(again) == len(chunks)

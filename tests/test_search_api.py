@@ -133,10 +133,14 @@ def test_upsert_by_code_creates_then_replaces(corpus):
     second = client.generic("PUT", url, *_multipart({"file": ("a.txt", files.txt_bytes()), "title": "Quy trình ERP v2"}))
     assert second.status_code == 200 and second.json()["title"] == "Quy trình ERP v2"
     assert Document.objects.filter(code="ERP_PROC_2030_001").count() == 1
-    # a code held by a document the client cannot see: refused without naming it
-    hidden = client.generic("PUT", f"/api/v1/documents/by-code/{corpus['secret'].code}/",
+    # a code held by a document the client cannot see is free for it (tests/test_code_privacy.py):
+    # a new document of its own, the hidden one untouched and not named
+    secret = corpus["secret"]
+    hidden = client.generic("PUT", f"/api/v1/documents/by-code/{secret.code}/",
                             *_multipart({"file": ("b.md", b"# x\n\nnew text\n")}))
-    assert hidden.status_code == 400 and corpus["secret"].title not in hidden.content.decode()
+    assert hidden.status_code == 201 and secret.title not in hidden.content.decode()
+    assert hidden.json()["id"] != secret.pk
+    assert Document.objects.get(pk=secret.pk).checksum == secret.checksum
     anonymous = Client().generic("PUT", url, *_multipart({"file": ("c.md", b"# y\n\nz\n")}))
     assert anonymous.status_code in (401, 403)
 

@@ -24,7 +24,7 @@ from django.utils import timezone
 from django.utils.module_loading import import_string
 
 from documents import signals
-from documents.models import Chunk, Document, DocumentStatus, ProcessingStep
+from documents.models import Chunk, Document, DocumentStatus, ProcessingStep, TitleSource
 from documents.services import chunking, extraction, keywords, tokens
 from documents.services.heartbeat import Heartbeat, new_holder
 from portal.tasking import is_transient
@@ -202,8 +202,12 @@ def _run_pipeline(doc: Document, beat: Heartbeat) -> str:
     _step(doc, beat, 50, ProcessingStep.CHUNKING)
     policy = current_chunking_policy()
     counter = tokens.token_counter(policy.model_path)
-    content, drafts = chunking.chunk_sections(extracted.sections, counter.count,
-                                              max_tokens=policy.max_tokens, overlap=policy.overlap)
+    try:
+        content, drafts = chunking.chunk_sections(extracted.sections, counter.count, max_tokens=policy.max_tokens,
+                                                  overlap=policy.overlap, max_chunks=settings.INGEST_MAX_CHUNKS)
+    except chunking.TooManyChunks as exc:
+        _fail_if_held(doc, beat.holder, str(exc))
+        return "failed"
     _step(doc, beat, 75, ProcessingStep.KEYWORDS)
     chunk_keywords = keywords.keywords_for_chunks([d.text for d in drafts])
     if beat.lost.is_set():
@@ -223,10 +227,13 @@ def _run_pipeline(doc: Document, beat: Heartbeat) -> str:
             for i, (d, kw) in enumerate(zip(drafts, chunk_keywords))
         ])
         now = timezone.now()
+        own_title = {}
+        if extracted.title and locked.title_source != TitleSource.UPLOADER:  # a typed title is never replaced
+            own_title = {"title": extracted.title, "title_source": TitleSource.DOCUMENT}
         # queued_at: the hand-off to embedding is queued now (the sweep checks on it).
         Document.objects.filter(pk=doc.pk).update(
             content=content, status=DocumentStatus.READY, progress=100, status_message=ProcessingStep.READY,
-            error="", heartbeat_at=None, holder="", processed_at=now, queued_at=now)
+            error="", heartbeat_at=None, holder="", processed_at=now, queued_at=now, **own_title)
         transaction.on_commit(lambda: signals.document_chunked.send(
             sender=Document, document_id=doc.pk, chunk_count=len(drafts)))
     log.info("document %s ready: %d chunks", doc.code, len(drafts))

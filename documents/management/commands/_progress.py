@@ -32,6 +32,10 @@ def wait_for_worker(ids: list[int], stdout, timeout: float) -> bool:
     return False
 
 
+def failed_count(ids: list[int]) -> int:
+    return Document.objects.filter(pk__in=ids, status=DocumentStatus.FAILED).count()
+
+
 def summary(ids: list[int]) -> str:
     docs = Document.objects.filter(pk__in=ids)
     ready = docs.filter(status=DocumentStatus.READY).count()
