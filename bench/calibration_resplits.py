@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import argparse
 import os
+import pickle
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -61,21 +63,37 @@ def old_grid_points():
                     yield cal.point(method, share, k, depth)
 
 
-def evaluate_model(model_path: str, data: qa.QACorpus, chunk_ids: list[int], questions, args) -> dict:
+def collected_rows(model_path: str, data: qa.QACorpus, chunk_ids: list[int], questions) -> tuple[list, float]:
+    """The questions' vector and keyword candidates (depth 200) with this model:
+    from var/bench-cache when this model, corpus and questions were collected
+    before, else retrieved (and cached). Returns (rows, encoding seconds)."""
     from search.evaluation.models import EvaluationSet
 
+    cache = qa.vector_cache_path(model_path, data.passages).with_suffix(
+        f".candidates-{qa._digest(*(q for q, _ in questions))}.pkl")
+    if cache.exists():
+        print(f"{Path(model_path).name}: candidates from {cache}", flush=True)
+        return pickle.loads(cache.read_bytes()), 0.0
     space, perf = qa.prepare_space(model_path, name=f"bench-{Path(model_path).name[:40]}", passages=data.passages,
                                    chunk_ids=chunk_ids)
-    encode_s = perf.get("corpus_encode_s", 0.0)
     print(f"{Path(model_path).name}: vectors ready ({perf})", flush=True)
     evaluation_set = qa.make_set(f"resplit-{space.pk}", questions, chunk_ids)
     started = time.perf_counter()
-    collected = cal.collect(evaluation_set, space, depth=max(cal.DEPTHS))
-    info = ChunkInfo()
-    new_points, new_scores = cal.score_grid(collected, info)
-    old_points, old_scores = cal.score_grid(collected, info, points=old_grid_points())
-    print(f"  candidates and grid scored in {time.perf_counter() - started:.0f}s", flush=True)
+    rows = [(SimpleNamespace(query=item.query, relevant_chunks=list(item.relevant_chunks),
+                             relevant_documents=list(item.relevant_documents), grades=dict(item.grades or {})),
+             *rest) for item, *rest in cal.collect(evaluation_set, space, depth=max(cal.DEPTHS))]
+    print(f"  candidates retrieved in {time.perf_counter() - started:.0f}s", flush=True)
     EvaluationSet.objects.filter(pk=evaluation_set.pk).delete()
+    cache.write_bytes(pickle.dumps(rows))
+    return rows, perf.get("corpus_encode_s", 0.0)
+
+
+def evaluate_model(model_path: str, data: qa.QACorpus, chunk_ids: list[int], questions, args) -> dict:
+    collected, encode_s = collected_rows(model_path, data, chunk_ids, questions)
+    info = ChunkInfo()
+    new_points, old_points = list(cal.grid_points()), list(old_grid_points())
+    new_scores = cal.GridScores(collected, info)
+    old_scores = cal.GridScores(collected, info)
 
     col = cal.METRICS.index(METRIC)
     rng = np.random.default_rng(args.seed)
@@ -85,10 +103,10 @@ def evaluate_model(model_path: str, data: qa.QACorpus, chunk_ids: list[int], que
         order = rng.permutation(n)
         calib, held = order[:args.calibration], order[args.calibration:]
         new = cal.decide(new_points, new_scores, rows=calib, seed=r)
-        old = max(old_points, key=lambda p: tuple(old_scores[cal.key_of(p)][calib].mean(axis=0)[[col, 1, 2]]))
+        old = max(old_points, key=lambda p: tuple(old_scores(p)[calib].mean(axis=0)[[col, 1, 2]]))
 
         def held_score(scores, p):
-            return float(scores[cal.key_of(p)][held, col].mean())
+            return float(scores(p)[held, col].mean())
 
         vector_only = max(held_score(new_scores, p) for p in new_points if p["vector_share"] == 1.0)
         keyword_only = max(held_score(new_scores, p) for p in new_points if p["vector_share"] == 0.0)
@@ -146,9 +164,12 @@ def main() -> None:
     parser.add_argument("--resplits", type=int, default=200)
     parser.add_argument("--calibration", type=int, default=100)
     parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--exponent", type=float, default=cal.WEAKER_SIDE_EXPONENT,
+                        help="the robust default's weaker-side exponent (to compare variants)")
     parser.add_argument("--plot", default=str(ROOT / "var" / "bench" / "calibration-resplits.png"))
     args = parser.parse_args()
     run = _record.start()
+    cal.WEAKER_SIDE_EXPONENT = args.exponent
     from portal import embedded
 
     embedded.start_configured(settings)  # settings start nothing; a benchmark is an entry point
@@ -171,8 +192,10 @@ def main() -> None:
     plot_path = Path(args.plot)
     plot_path.parent.mkdir(parents=True, exist_ok=True)
     plot(results, plot_path)
-    _record.save("calibration-resplits", {
+    name = "calibration-resplits" + ("" if args.exponent == 4 else f"-exponent-{args.exponent:g}")
+    _record.save(name, {
         "resplits": args.resplits, "calibration_questions": args.calibration, "seed": args.seed,
+        "weaker_side_exponent": args.exponent,
         "plot": str(plot_path), "results": [{k: v for k, v in r.items() if k != "resplits"} for r in results]}, run)
 
 

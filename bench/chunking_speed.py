@@ -30,6 +30,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -83,6 +86,7 @@ def main() -> None:
     parser.add_argument("--overlap", type=int, default=48)
     parser.add_argument("--model", default=None)
     args = parser.parse_args()
+    run = _record.start()
 
     from documents.services import chunking, tokens
 
@@ -108,6 +112,10 @@ def main() -> None:
     seconds = time.perf_counter() - started
     print(f"{seconds:.1f} s, {len(drafts)} chunks, {calls['n']} tokenizer calls, "
           f"{calls['chars'] / 1e6:.1f} M characters tokenised ({calls['chars'] / max(len(content), 1):.1f}x the text)")
+    _record.save(f"chunking-speed-{args.shape}", {
+        "shape": args.shape, "megabytes": round(size / 1048576, 2), "sections": len(sections),
+        "model": Path(counter.model_path).name, "budget": budget, "seconds": round(seconds, 2),
+        "chunks": len(drafts), "tokenizer_calls": calls["n"], "characters_tokenised": calls["chars"]}, run)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "portal.settings")
 os.environ.setdefault("PORTAL_EMBEDDED_AUTOSTART", "0")  # extraction needs no database
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -33,6 +36,7 @@ def main() -> None:
     parser.add_argument("--inflated-mb", type=int, default=256)
     parser.add_argument("--unguarded", action="store_true")
     args = parser.parse_args()
+    run = _record.start()
 
     import django
 
@@ -62,8 +66,11 @@ def main() -> None:
     seconds = time.perf_counter() - started
     peak = tracemalloc.get_traced_memory()[1]
     print(outcome)
-    print(f"{seconds:.1f} s, traced peak {peak / 1048576:.0f} MB, "
-          f"max RSS {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB")
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"{seconds:.1f} s, traced peak {peak / 1048576:.0f} MB, max RSS {rss:.0f} MB")
+    _record.save(f"pdf-bomb-{args.inflated_mb}mb-{'unguarded' if args.unguarded else 'guarded'}", {
+        "inflated_mb": args.inflated_mb, "guarded": not args.unguarded, "outcome": outcome,
+        "seconds": round(seconds, 2), "traced_peak_mb": round(peak / 1048576), "max_rss_mb": round(rss)}, run)
 
 
 if __name__ == "__main__":

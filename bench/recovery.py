@@ -31,7 +31,7 @@ Scenarios:
 - broker-stopped: stop Redis while the batch is being processed, upload half a
   batch more during the outage (stored, not queued), start Redis after --outage s.
 
-Writes bench/results/recovery.json (with the git commit, the machine and the date)
+Writes bench/results/recovery.json through bench/_record.py (with the git commit, the machine and the date)
 and prints a Markdown table for docs/benchmarks.md.
 """
 from __future__ import annotations
@@ -40,16 +40,17 @@ import argparse
 import io
 import json
 import os
-import platform
 import signal
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _record  # noqa: E402
 
 SCENARIOS = ["baseline", "pool-child-killed", "ingest-worker-killed", "embed-worker-killed", "database-stopped",
              "broker-stopped"]
@@ -64,7 +65,7 @@ def parse_args():
     parser.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all")
     parser.add_argument("--timeout", type=float, default=900.0, help="seconds to wait for a batch after a fault")
     parser.add_argument("--var-dir", default=str(ROOT / "var" / "bench-recovery"))
-    parser.add_argument("--out", default=str(ROOT / "bench" / "results" / "recovery.json"))
+    parser.add_argument("--name", default="recovery", help="result name: bench/results/<name>.json")
     return parser.parse_args()
 
 
@@ -280,18 +281,8 @@ def run_scenario(name: str, procs: Processes) -> dict:
     return result
 
 
-def machine() -> dict:
-    def git(*args):
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-
-    return {"date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "commit": git("rev-parse", "HEAD"),
-            "dirty": bool(git("status", "--porcelain", "--untracked-files=no")), "python": platform.python_version(),
-            "machine": f"{platform.system()} {platform.machine()}, {os.cpu_count()} cores",
-            "load_average_at_start": os.getloadavg()}
-
-
 def main():
-    info = machine()
+    run = _record.start()
     embedded.ensure_postgres(VAR)
     embedded.ensure_redis(VAR)
     call_command("migrate", verbosity=0)
@@ -312,18 +303,16 @@ def main():
         connections.close_all()
         embedded.stop_redis(VAR)  # the bench's own servers: do not leave them running
         embedded.stop_postgres(VAR)
-    info["load_average_at_end"] = os.getloadavg()
-    report = {**info, "settings": {"docs": ARGS.docs, "sections": ARGS.sections, "outage_s": ARGS.outage,
+    report = {"settings": {"docs": ARGS.docs, "sections": ARGS.sections, "outage_s": ARGS.outage,
                                    "model": ARGS.model, "heartbeat_s": settings.INGEST_HEARTBEAT_SECONDS,
                                    "lease_s": settings.INGEST_LEASE_SECONDS,
                                    "sweep_s": settings.RECOVERY_SWEEP_SECONDS,
                                    "retry_max_delay_s": settings.TASK_RETRY_MAX_DELAY,
                                    "visibility_timeout_s": settings.CELERY_BROKER_TRANSPORT_OPTIONS["visibility_timeout"]},
               "results": results}
-    out = Path(ARGS.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
-    print(f"\n{info['date']}, commit {info['commit'][:10]}, {info['machine']}\n")
+    _record.save(ARGS.name, report, run)
+    print(f"\n{run['started']}, commit {(run['commit'] or '?')[:10]}, {run['machine']['host']}, "
+          f"{run['machine']['cpus']} cpus\n")
     print("| scenario | documents | chunks | vectors / expected | done after the fault ends | lost | doubled rows "
           "| extra attempts | note |")
     print("|---|---|---|---|---|---|---|---|---|")

@@ -147,7 +147,7 @@ def test_vote_buttons_are_labelled_text_with_an_icon_not_emoji():
 
 
 def test_admin_carries_the_portal_name_in_both_languages(admin_client):
-    page = admin_client.get("/admin/").content.decode()
+    page = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="vi").content.decode()
     assert "Quản trị cổng tài liệu" in page and "Django" not in page
     english = admin_client.get("/admin/", HTTP_ACCEPT_LANGUAGE="en").content.decode()
     assert "Document portal administration" in english and "Django" not in english

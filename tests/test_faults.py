@@ -123,7 +123,7 @@ def test_uploads_while_the_broker_is_down_are_stored_told_and_processed_once_it_
         api = client.post("/api/v1/documents/", {"file": SimpleUploadedFile("api.md", long_markdown(3, 12)),
                                                  "access_level": 1})
         assert api.status_code == 201, api.content[:300]
-        assert (api.json()["status"], api.json()["status_message"]) == ("pending", WAITING_FOR_QUEUE)
+        assert (api.json()["status"], api.json()["step"]) == ("pending", WAITING_FOR_QUEUE)
     for doc in Document.objects.all():
         assert (doc.status, doc.queued_at, doc.status_message) == ("pending", None, WAITING_FOR_QUEUE)
         assert doc.source_file.open("rb").read()  # stored, not lost
