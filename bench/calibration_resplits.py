@@ -147,7 +147,8 @@ def plot(results: list[dict], path: Path) -> None:
             ax.hist(diff, bins=30, alpha=0.6, color=colour,
                     label=f"{name}: lost {res[name]['lost_share']:.0%}, mean {res[name]['mean_vs_best_single']:+.3f}")
         ax.axvline(0, color="black", linewidth=1)
-        ax.set_title(f"{Path(res['model']).name}: held-out {METRIC} − best single mode")
+        name = Path(res["model"]).name if Path(res["model"]).name != "model" else Path(res["model"]).parent.name
+        ax.set_title(f"{name}: held-out {METRIC} − best single mode")
         ax.set_xlabel(f"{METRIC} difference on the held-out questions")
         ax.set_ylabel("re-splits")
         ax.legend(fontsize=8)
