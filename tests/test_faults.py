@@ -70,8 +70,10 @@ def test_documents_queued_during_a_database_outage_end_ready_with_all_their_vect
         unfinished = sum(not fully_embedded(doc, space) for doc in batch)
         with postgres_down():
             time.sleep(8)  # queued and running tasks meet the outage
+            # a task busy encoding on a loaded machine may take longer to reach the database
+            wait_until(lambda: "OperationalError" in worker.log_path.read_text(errors="replace"), 60, 0.5,
+                       message="a task to meet the outage")
         assert unfinished, "the worker finished the batch before the outage: the test proved nothing"
-        assert "OperationalError" in worker.log_path.read_text(errors="replace")
 
         wait_until(lambda: all(fully_embedded(doc, space) for doc in batch), 90, 0.5,
                    message="every document of the batch to be ready with all its vectors after the outage")
