@@ -45,6 +45,13 @@ def test_single_syllables_light_up_only_where_no_phrase_matches():
         "Cài đặt", "VPN"]
 
 
+def test_a_syllable_that_forms_a_phrase_in_other_results_is_not_marked_alone():
+    snippets = Snippets("quy trình nghỉ phép")
+    assert marked(snippets.snippet("Bộ quy tắc ứng xử áp dụng cho mọi nhân viên.")) == ["quy"]  # nothing else known
+    snippets.learn_compounds(["Quy trình mua sắm hàng hóa.", "Đơn xin nghỉ phép năm."])
+    assert marked(snippets.snippet("Bộ quy tắc ứng xử áp dụng cho mọi nhân viên.")) == []
+
+
 def test_accentless_query_marks_accented_phrase_and_accented_query_is_exact():
     assert marked(make_snippet("Đơn xin nghỉ phép năm.", "nghi phep")) == ["nghỉ phép"]
     assert marked(make_snippet("Anh ấy nghĩ phép cộng dễ.", "nghỉ phép")) == ["phép"]  # "nghĩ" is another word
@@ -176,6 +183,8 @@ def test_the_only_answer_hidden_from_the_user_means_nothing_found_and_a_sign_in_
     assert run_search(AnonymousUser(), "quy trình nghỉ phép", "hybrid").total_documents == 0
     page = Client().get("/search/", {"q": "quy trình nghỉ phép"}).content.decode()
     assert 'class="card empty"' in page and "/login/" in page
+    found = Client().get("/search/", {"q": "VPN client", "mode": "keyword"}).content.decode()
+    assert 'class="card result"' in found and 'class="muted signin-hint"' in found  # results, and the hint
     signed_in = Client()
     signed_in.force_login(f.user("lan", departments=["HR"]))
     page = signed_in.get("/search/", {"q": "quy trình nghỉ phép"}).content.decode()

@@ -142,10 +142,13 @@ def _add_snippets(hits: list[Hit], matcher: Snippets, lookahead: int = 3) -> Non
         for c in Chunk.objects.filter(document_id__in={d for d, _ in wanted},
                                       ordinal__in={o for _, o in wanted}):
             fallback[(c.document_id, c.ordinal)] = c
+    sources = []
     for hit in hits:
         following = [fallback.get((hit.document.pk, hit.chunk.ordinal + n)) for n in range(1, lookahead + 1)]
-        source = next((c for c in [hit.chunk, *hit.more_chunks, *following]
-                       if c is not None and _has_content(matcher, c)), hit.chunk)
+        sources.append(next((c for c in [hit.chunk, *hit.more_chunks, *following]
+                             if c is not None and _has_content(matcher, c)), hit.chunk))
+    matcher.learn_compounds(text for hit in hits for text in (hit.chunk.text, *(c.text for c in hit.more_chunks)))
+    for hit, source in zip(hits, sources):
         hit.snippet = matcher.snippet(source.text, masthead=source.ordinal == 0)
 
 

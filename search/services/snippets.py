@@ -5,8 +5,10 @@ query's words highlighted.
   syllables matching adjacent query syllables is highlighted as one phrase,
   the longest first. A query syllable found alone is highlighted when it is a
   word by itself (an acronym, a code: "VPN"), or — not a function word — when
-  no phrase of the query matches in the passage at all: "quy trình nghỉ phép"
-  marks "quy trình" and "nghỉ phép", never "trình" in "giải trình" beside them.
+  no phrase of the query matches in the passage at all and the syllable is not
+  part of a phrase in the search's other results: "quy trình nghỉ phép" marks
+  "quy trình" and "nghỉ phép", never "trình" in "giải trình" nor "quy" in
+  "quy tắc".
 - **Accents.** A query syllable typed with diacritics matches exactly (case
   aside); typed without, it matches any accented form ("nghi phep" marks
   "nghỉ phép").
@@ -108,6 +110,15 @@ class Snippets:
 
     def __init__(self, query: str):
         self.matcher = QueryMatcher(query)
+        # query positions seen inside a phrase in some passage of this search:
+        # such a syllable belongs to a compound, and is never marked alone
+        self.compounds: set[int] = set()
+
+    def learn_compounds(self, texts) -> None:
+        """Note which query syllables form phrases in these passages (a search's
+        results): "quy" of "quy trình" is then not marked in "quy tắc"."""
+        for text in texts:
+            self.compounds |= self.matcher.matches(text).phrase_positions
 
     def spans(self, text: str) -> list[tuple[int, int, int]]:
         """(start, end, syllables) of the highlighted matches in `text`, in order."""
@@ -117,7 +128,8 @@ class Snippets:
         found = m.matches(text)
         out = [(start, end, n) for start, end, n, _ in found.phrases]
         for start, end, j in found.singles:
-            if m.standalone[j] or (not found.phrases and m.tokens[j] not in STOPWORDS):
+            if m.standalone[j] or (not found.phrases and j not in self.compounds
+                                   and m.tokens[j] not in STOPWORDS):
                 out.append((start, end, 1))
         return sorted(set(out))
 
