@@ -52,6 +52,10 @@ class EmbeddingSpace(models.Model):
         _("similarity floor"), null=True, blank=True,
         help_text=_("Vector neighbours less similar than this are not results (calibrated on an evaluation "
                     "set; empty: no floor)."))
+    semantic_only_floor = models.FloatField(
+        _("semantic-only floor"), null=True, blank=True,
+        help_text=_("In hybrid search, a passage found by meaning alone (no keyword hit above the keyword floor) "
+                    "must be at least this similar (calibrated; empty: the similarity floor)."))
     keyword_floor = models.FloatField(
         _("keyword floor"), null=True, blank=True,
         help_text=_("Share (0–1) of the query's weight a keyword hit must contain to be a result (calibrated "

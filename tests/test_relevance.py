@@ -193,7 +193,7 @@ def test_the_only_answer_hidden_from_the_user_means_nothing_found_and_a_sign_in_
 
 def test_floor_choice_keeps_answers_and_turns_probes_away():
     chosen = floors.choose_floor([0.86, 0.87, 0.9, 0.91] * 25, [0.80, 0.82, 0.83] * 10)
-    assert 0.83 < chosen["floor"] < 0.86 and chosen["answers_kept"] == 1.0 and chosen["probes_turned_away"] == 1.0
+    assert chosen["floor"] == 0.86 and chosen["answers_kept"] == 1.0 and chosen["probes_turned_away"] == 1.0
     overlapping = floors.choose_floor([0.80, 0.85, 0.9] * 34, [0.84, 0.86] * 10)
     assert overlapping["floor"] <= 0.80 + 1e-9 and overlapping["answers_kept"] >= 0.98  # answers win
     assert floors.choose_floor([0.9] * 50, [0.1] * 5, cap=0.5)["floor"] == 0.5

@@ -33,10 +33,9 @@ import numpy as np
 from django.utils import timezone
 
 from search.evaluation import metrics as m
-from search.evaluation.runner import ChunkInfo, ranking_for, relevance
+from search.evaluation.runner import ChunkInfo, evaluation_scope, ranking_for, relevance
 from search.models import EmbeddingSpace
 from search.services import fusion, keyword_index
-from search.services.filters import all_documents_scope, search_scope
 from search.services.relevance import keyword_coverage
 
 VECTOR_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -59,7 +58,7 @@ def collect(evaluation_set, space: EmbeddingSpace, *, user=None, depth: int = 20
     for the usable items. The lists are the unfloored candidates."""
     from search.services.retrieval import vector_candidates
 
-    scope = search_scope(user) if user is not None else all_documents_scope()
+    scope = evaluation_scope(user)
     items = [i for i in evaluation_set.items.order_by("pk") if i.relevant_chunks or i.relevant_documents]
     out = []
     for n, item in enumerate(items, start=1):
@@ -67,21 +66,28 @@ def collect(evaluation_set, space: EmbeddingSpace, *, user=None, depth: int = 20
         vector = vector_candidates(space, item.query, scope, depth)
         t1 = time.perf_counter()
         keyword = keyword_index.keyword_search(item.query, scope.allowed_sql, scope.params, limit=depth)
-        covered = keyword_coverage(item.query, [c for c, _ in keyword]) if space.keyword_floor is not None else {}
+        covered = keyword_coverage(item.query, [c for c, _ in keyword])
         out.append((item, vector, keyword, covered, t1 - t0, time.perf_counter() - t1))
         if progress:
             progress(n, len(items))
     return out
 
 
-def floored(row: tuple, floors: tuple[float | None, float | None]) -> tuple[list, list]:
-    """A collected row's (vector, keyword) lists as a search sees them."""
+def floored(row: tuple, floors: tuple, per_mode: int | None = None) -> tuple[list, list]:
+    """A collected row's (vector, keyword) lists as a hybrid search of
+    `per_mode` candidates a side sees them: cut, then floored
+    (similarity, keyword, semantic-only; search.services.relevance)."""
     _, vector, keyword, covered, *_ = row
-    similarity_floor, keyword_floor = floors
+    similarity_floor, keyword_floor, *rest = floors
+    semantic_only = rest[0] if rest else None
+    vector, keyword = vector[:per_mode], keyword[:per_mode]
     if similarity_floor is not None:
         vector = [(c, s) for c, s in vector if s >= similarity_floor]
     if keyword_floor is not None:
         keyword = [(c, s) for c, s in keyword if covered.get(c, 0.0) >= keyword_floor]
+    if semantic_only is not None:
+        evidence = {c for c, _ in keyword}
+        vector = [(c, s) for c, s in vector if c in evidence or s >= semantic_only]
     return vector, keyword
 
 
@@ -122,8 +128,8 @@ def query_scores(p: dict, collected: list[tuple], info: ChunkInfo, eval_depth: i
     rows = []
     for row in collected:
         item = row[0]
-        vector, keyword = floored(row, floors)
-        fused = fusion.fuse(vector[:per_mode], keyword[:per_mode], method=p["fusion"],
+        vector, keyword = floored(row, floors, per_mode)
+        fused = fusion.fuse(vector, keyword, method=p["fusion"],
                             vector_weight=p["vector_weight"], keyword_weight=p["keyword_weight"],
                             rrf_k=p["rrf_k"])[:eval_depth]
         ranking = ranking_for(item, fused, info)
@@ -212,7 +218,8 @@ def choose(collected: list[tuple], info: ChunkInfo, *, metric: str = OBJECTIVE, 
     """`decide` over the grid scored on collected candidates."""
     scores = GridScores(collected, info, eval_depth=eval_depth, floors=floors)
     record = decide(list(grid_points(shares, rrf_ks, depths)), scores, metric=metric, seed=seed)
-    record.update({"eval_depth": eval_depth, "floors_applied": {"similarity": floors[0], "keyword": floors[1]}})
+    record.update({"eval_depth": eval_depth,
+                   "floors_applied": dict(zip(("similarity", "keyword", "semantic_only"), floors))})
     return record
 
 
@@ -230,7 +237,7 @@ def calibrate(evaluation_set, space: EmbeddingSpace, *, user=None, metric: str =
     if any(not item.relevant_chunks for item, *_ in collected):
         info.load({c for _, v, k, *_ in collected for c, _ in v + k})
     record = choose(collected, info, metric=metric, eval_depth=eval_depth, shares=shares, rrf_ks=rrf_ks,
-                    depths=depths, floors=(space.similarity_floor, space.keyword_floor))
+                    depths=depths, floors=(space.similarity_floor, space.keyword_floor, space.semantic_only_floor))
     record.update({"set": evaluation_set.name, "source": "this portal", "calibrated_at": timezone.now().isoformat(),
                    "retrieval_s": round(retrieval_s, 2),
                    "grid_s": round(time.perf_counter() - started - retrieval_s, 2)})

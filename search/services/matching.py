@@ -11,9 +11,9 @@ around it has it in a phrase (then it is likely a word of its own in this
 query, like "quý" in "doanh thu quý"); not at all when other passages do (it
 belongs to a compound: "phép" of "nghỉ phép" found alone is another word).
 
-Accents: a query syllable typed with diacritics matches that spelling (case
-aside); typed without, it matches any accented form ("nghi phep" finds
-"nghỉ phép").
+Accents: a query typed with diacritics matches as spelled (case aside; "tối
+qua" does not find "quá"); a query typed without any matches every accented
+form ("nghi phep" finds "nghỉ phép"), as the keyword index reads queries.
 """
 from __future__ import annotations
 
@@ -25,6 +25,14 @@ from documents.services.text import fold, fold_same_length, has_diacritics, syll
 # One Vietnamese syllable, accents folded: onset? + vowel nucleus + coda?
 _VIETNAMESE_SYLLABLE = re.compile(
     r"(ngh|ng|nh|ch|gh|gi|kh|ph|qu|th|tr|[bcdghklmnpqrstvx])?[aeiouy]{1,3}(ch|ng|nh|[cmnpt])?")
+
+
+def exact_syllables(tokens: list[str]) -> list[bool]:
+    """Which query syllables must match as spelled: all of them when the query
+    was typed with diacritics anywhere ("tối qua" means "qua", not "quá"); none
+    when it was typed without any (each then stands for its accented forms)."""
+    accented = any(has_diacritics(t) for t in tokens)
+    return [accented] * len(tokens)
 
 
 def is_vietnamese_syllable(token: str) -> bool:
@@ -49,7 +57,7 @@ def _whole_words(keys) -> re.Pattern | None:
 class QueryMatcher:
     def __init__(self, query: str):
         self.tokens = [m.group().lower() for m in syllable_matches(query)]
-        self.exact = [has_diacritics(t) for t in self.tokens]
+        self.exact = exact_syllables(self.tokens)
         self.keys = [t if exact else fold(t) for t, exact in zip(self.tokens, self.exact)]
         self.standalone = [len(self.tokens) == 1 or not is_vietnamese_syllable(t) for t in self.tokens]
         # query positions by the form a passage syllable must have: its lower-cased

@@ -3,6 +3,11 @@
 
 - **Vector side:** every passage has a nearest neighbour, however unrelated;
   a neighbour less similar than the space's `similarity_floor` is not a result.
+- **Found by meaning alone:** a small model's cosines put a passage on the same
+  topic (another procedure, another policy) as close to a query as its answer,
+  so in hybrid search a vector neighbour with no keyword evidence (not a keyword
+  hit above the keyword floor) must also reach the `semantic_only_floor` — set
+  above what the nearest wrong documents reach on the evaluation set.
 - **Keyword side:** BM25 ranks any chunk sharing one syllable with the query,
   and Vietnamese syllables are shared by many words ("trình" in "quy trình"
   and "giải trình"). A keyword hit must match query syllables carrying at
@@ -21,9 +26,9 @@ import math
 
 from documents.models import Chunk
 from documents.services.chunking import embedding_text
-from documents.services.text import fold, has_diacritics, syllable_matches
+from documents.services.text import fold, syllable_matches
 from search.models import EmbeddingSpace, KeywordStats, KeywordTerm
-from search.services.matching import QueryMatcher
+from search.services.matching import QueryMatcher, exact_syllables
 
 Ranked = list[tuple[int, float]]
 FOLD_PREFIX = "~"  # the keyword index's folded terms (search.services.keyword_index)
@@ -34,13 +39,25 @@ def above_similarity_floor(space: EmbeddingSpace | None, ranked: Ranked) -> Rank
     return ranked if floor is None else [(c, s) for c, s in ranked if s >= floor]
 
 
+def hybrid_vector_side(space: EmbeddingSpace | None, vector: Ranked, keyword_hits: Ranked) -> Ranked:
+    """The vector side as hybrid search admits it (module docstring): above the
+    similarity floor, and above the semantic-only floor unless the chunk is also
+    one of `keyword_hits` (the keyword side, already floored)."""
+    vector = above_similarity_floor(space, vector)
+    floor = space.semantic_only_floor if space is not None else None
+    if floor is None:
+        return vector
+    evidence = {c for c, _ in keyword_hits}
+    return [(c, s) for c, s in vector if c in evidence or s >= floor]
+
+
 def query_weights(query: str) -> dict[str, float]:
-    """Distinct query syllables → idf. A syllable typed without diacritics is
-    weighed by its folded form (it matches every accented form)."""
+    """Distinct query syllables → idf; in a query typed without any diacritics a
+    syllable is weighed by its folded form (it matches every accented form)."""
     tokens = list(dict.fromkeys(m.group().lower() for m in syllable_matches(query)))
     if not tokens:
         return {}
-    terms = {t: (t if has_diacritics(t) else FOLD_PREFIX + fold(t)) for t in tokens}
+    terms = {t: (t if exact else FOLD_PREFIX + fold(t)) for t, exact in zip(tokens, exact_syllables(tokens))}
     df = dict(KeywordTerm.objects.filter(term__in=set(terms.values())).values_list("term", "df"))
     stats = KeywordStats.objects.order_by("pk").first()
     n = max([stats.chunk_count if stats else 0, *df.values(), 1])

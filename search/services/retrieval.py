@@ -22,7 +22,7 @@ from search.models import EmbeddingSpace
 from search.services import encoders, fusion, keyword_index
 from search.services.embedding import vector_literal
 from search.services.filters import SearchScope
-from search.services.relevance import above_keyword_floor, above_similarity_floor
+from search.services.relevance import above_keyword_floor, above_similarity_floor, hybrid_vector_side
 
 Ranked = list[tuple[int, float]]
 _search_threads: dict[int, ThreadPoolExecutor] = {}
@@ -134,7 +134,8 @@ def keyword_ranking(query: str, scope: SearchScope, depth: int, space: Embedding
 
 def hybrid_ranking(space: EmbeddingSpace, query: str, scope: SearchScope, depth: int) -> Ranked:
     """Both sides fused with the space's weights; a chunk is a result when it is
-    a keyword hit or a vector neighbour above the floor."""
+    a keyword hit above the keyword floor, or a vector neighbour above the
+    similarity floor — and, found by meaning alone, above the semantic-only floor."""
     per_mode = max(depth, space.candidate_depth)
     # The vector side (encoding: CPU; then its HNSW query) runs on the search
     # thread while this thread waits for PostgreSQL's BM25: they overlap instead
@@ -151,7 +152,10 @@ def hybrid_ranking(space: EmbeddingSpace, query: str, scope: SearchScope, depth:
         vector = vector_job.result()
     else:
         vector = vector_candidates(space, query, scope, per_mode, encoding.result()) if encoding else []
-    return fusion.fuse(above_similarity_floor(space, vector), keyword, method=space.fusion,
+    # With the keyword side off (a space calibrated to vector alone), hybrid is vector search.
+    vector = hybrid_vector_side(space, vector, keyword) if space.keyword_weight > 0 else \
+        above_similarity_floor(space, vector)
+    return fusion.fuse(vector, keyword, method=space.fusion,
                        vector_weight=space.vector_weight, keyword_weight=space.keyword_weight, rrf_k=space.rrf_k)
 
 
