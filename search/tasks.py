@@ -63,7 +63,8 @@ def index_keywords_task(self, document_id: int) -> int:
 @shared_task(bind=True, acks_late=True)
 def recover_missing_vectors_task(self, everything: bool = False) -> int:
     try:
-        return len(vector_recovery.recover_missing_vectors(everything=everything))
+        keywords = vector_recovery.recover_missing_keywords(everything=everything)
+        return len(vector_recovery.recover_missing_vectors(everything=everything)) + len(keywords)
     except Exception as exc:
         if tasking.is_transient(exc):  # the next sweep tries again
             log.warning("embedding recovery sweep skipped: %s", exc)

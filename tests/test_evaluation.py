@@ -415,6 +415,40 @@ def test_admin_history_and_celery_task(minilm_space, small_set, settings, tmp_pa
     assert client.get(f"/admin/evaluation/evaluationrun/{run.pk}/report/").status_code in (302, 403, 404)
 
 
+def test_an_outage_during_a_run_retries_it_and_the_last_retry_fails_it_with_the_reason(
+        minilm_space, small_set, settings, tmp_path, monkeypatch):
+    from django.db import OperationalError
+
+    from portal import tasking
+    from search.evaluation.tasks import evaluation_run_task
+    from search.services import results
+
+    settings.VAR_DIR = tmp_path
+    run = runner.create_run(small_set, minilm_space, "keyword")
+    real_search, outage = results.run_search, {"on": True}
+
+    def flaky(*args, **kwargs):
+        if outage["on"]:
+            raise OperationalError("server closed the connection unexpectedly")
+        return real_search(*args, **kwargs)
+
+    retries = []
+    monkeypatch.setattr(results, "run_search", flaky)
+    monkeypatch.setattr(tasking, "retry_later", lambda task, exc: retries.append(exc) or "gave up")
+    assert evaluation_run_task(run.pk) is None
+    run.refresh_from_db()
+    assert len(retries) == 1 and run.status == "failed" and "gave up after" in run.error
+    assert "server closed the connection" in run.error
+
+    run.status = "queued"
+    run.save()
+    monkeypatch.setattr(tasking, "retry_later", lambda task, exc: retries.append(exc) or pytest.fail("retried"))
+    outage["on"] = False  # the database is back: the retried run completes
+    assert evaluation_run_task(run.pk) == run.pk
+    run.refresh_from_db()
+    assert run.status == "done" and run.query_count == small_set.items.count()
+
+
 def test_evaluate_corpus_uses_a_scratch_database_and_drops_it(transactional_db, minilm_path, settings, tmp_path):
     """vicov19qa format (pipe-separated, quoted multi-line answers) on a tiny copy
     made here; the portal's (here: the test) database is not touched."""
@@ -465,3 +499,9 @@ def test_evaluate_corpus_uses_a_scratch_database_and_drops_it(transactional_db, 
                                                         data["calibration"]["keyword_only"]["MRR@10"])
     assert data["floors"]["vector"]["floor"] is not None and "bootstrap" in data["calibration"]
     assert EvaluationRun.objects.filter(name="tiny-vicov", set_name="vicov19qa:test").count() == 3
+    # floors from elsewhere, given: a similarity floor no passage reaches leaves vector search empty-handed
+    call_command("evaluate_corpus", "--csv", str(folder), "--model", minilm_path, "--mode", "vector",
+                 "--floors", "0.999,-,-", "--name", "given-floors", "--no-record", stdout=out)
+    given = json.loads((tmp_path / "reports" / "given-floors" / "performance_metrics.json").read_text())
+    assert given["floors_given"] == {"similarity_floor": 0.999, "keyword_floor": None, "semantic_only_floor": None}
+    assert given["runs"][0]["metrics"]["MRR@10"] == 0 and data["runs"][0]["metrics"]["MRR@10"] > 0

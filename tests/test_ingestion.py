@@ -113,10 +113,15 @@ def test_same_code_needs_replace_and_replacing_reprocesses():
 def test_unknown_department_or_tag_is_a_clear_error():
     from django.core.exceptions import ValidationError
 
-    with pytest.raises(ValidationError) as err:
+    from django.utils import translation
+
+    with translation.override("en"), pytest.raises(ValidationError) as err:
         upload(files.md_bytes(), "a.md", departments=["NOPE"], tags=["missing"])
     assert "Unknown department(s): NOPE" in str(err.value)
     assert "Unknown tag(s): missing" in str(err.value)
+    with translation.override("vi"), pytest.raises(ValidationError) as err:
+        upload(files.md_bytes(), "a.md", departments=["NOPE"], access_level=9)
+    assert "Phòng ban không tồn tại: NOPE" in str(err.value) and "Cấp truy cập phải là" in str(err.value)
     assert Document.objects.count() == 0
 
 

@@ -14,7 +14,7 @@ from documents.services.intake import UploadMetadata, register_upload
 from portal import tasking
 from portal.advisory import EMBED_BASE, INGEST, SessionLock
 from search.models import ChunkEmbedding
-from search.services import embedding, spaces, vector_recovery
+from search.services import embedding, keyword_index, spaces, vector_recovery
 from tests.faults import long_markdown
 
 pytestmark = pytest.mark.django_db
@@ -115,6 +115,21 @@ def test_the_embedding_sweep_finds_ready_documents_without_their_vectors(ready_d
     assert vector_recovery.recover_missing_vectors() == []  # complete
     ChunkEmbedding.objects.filter(document=doc, chunk=doc.chunks.first()).delete()
     assert vector_recovery.recover_missing_vectors() == [(doc.pk, space.pk)]  # one vector missing is enough
+
+
+def test_the_sweep_indexes_the_keywords_of_a_ready_document_that_has_none(ready_doc):
+    """Inline indexing and its queued task both lost: the sweep makes the document findable by keyword again."""
+    _, doc = ready_doc
+    everyone = ("SELECT id FROM documents_document", [])
+    keyword_index.index_document(doc.pk)
+    keyword_index.remove_document(doc.pk)
+    assert keyword_index.keyword_search("thử nghiệm", *everyone) == []
+    assert vector_recovery.recover_missing_keywords() == []  # just processed: its own indexing may still run
+    Document.objects.filter(pk=doc.pk).update(processed_at=timezone.now() - timedelta(minutes=5))
+    assert vector_recovery.recover_missing_keywords() == [doc.pk]
+    found = keyword_index.keyword_search("thử nghiệm", *everyone)
+    assert found and set(doc.chunks.values_list("id", flat=True)) >= {chunk_id for chunk_id, _ in found}
+    assert vector_recovery.recover_missing_keywords() == []  # indexed: not again
 
 
 def test_the_embedding_sweep_leaves_older_documents_to_a_new_space_s_backfill(ready_doc, wide_model_path,

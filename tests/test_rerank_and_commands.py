@@ -64,7 +64,7 @@ def test_ingest_command_refuses_unknown_metadata(tmp_path):
     from django.core.management.base import CommandError
 
     (tmp_path / "a.md").write_bytes(files.md_bytes())
-    with pytest.raises(CommandError, match="Unknown department"):
+    with pytest.raises(CommandError, match="Phòng ban không tồn tại: NOPE"):  # the portal's language (vi)
         call_command("ingest", str(tmp_path), "--department", "NOPE", "--sync")
     with pytest.raises(CommandError, match="does not exist"):
         call_command("ingest", str(tmp_path / "missing"), "--sync")

@@ -6,7 +6,7 @@ from django.contrib.auth.models import Permission
 from django.test import Client
 from rest_framework.authtoken.models import Token
 
-from documents.models import Document
+from documents.models import Chunk, Document
 from documents.services.processing import process_document
 from search.models import Feedback, SearchLog
 from search.services import embedding, keyword_index, spaces
@@ -104,6 +104,21 @@ def test_feedback_only_on_results_you_were_shown(corpus):
                                             "kind": "helpful"}).status_code == 404
     assert client.post("/api/v1/feedback", {"search_id": search_id, "document_id": corpus["public"].pk,
                                             "kind": "love"}).status_code == 400
+
+
+def test_feedback_after_the_document_was_re_ingested(corpus):
+    """A vote on a result whose passages were replaced since the search is kept, without the old passage."""
+    client = Client()
+    client.force_login(f.user("lan"))
+    client.get("/search/", {"q": "VPN"})
+    log = SearchLog.objects.latest("pk")
+    Chunk.objects.filter(document=corpus["public"]).delete()  # what a re-ingest does to the old chunks
+    vote = client.post("/search/feedback/", {"search_id": log.pk, "document_id": corpus["public"].pk,
+                                             "kind": "helpful"})
+    assert vote.status_code == 200
+    click = client.get(f"/search/open/{log.pk}/{corpus['public'].pk}/")
+    assert click.status_code == 302 and click["Location"] == f"/documents/{corpus['public'].pk}/"
+    assert sorted((fb.kind, fb.chunk_id) for fb in Feedback.objects.all()) == [("click", None), ("helpful", None)]
 
 
 def test_portal_vote_and_click(corpus):

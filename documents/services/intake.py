@@ -130,19 +130,20 @@ def _validate(meta: UploadMetadata, filename: str, size: int) -> tuple[list[Depa
     if refusal:
         errors["file"] = refusal
     if meta.document_type not in DocumentType.values:
-        errors["document_type"] = f"Unknown type {meta.document_type!r}; one of {', '.join(DocumentType.values)}."
+        errors["document_type"] = _("Unknown type %(type)s; one of %(types)s.") % {
+            "type": repr(meta.document_type), "types": ", ".join(DocumentType.values)}
     if meta.access_level not in AccessLevel.values:
-        errors["access_level"] = "Access level must be 0, 1, 2 or 3."
+        errors["access_level"] = _("Access level must be 0, 1, 2 or 3.")
     departments = list(Department.objects.filter(code__in=meta.departments))
     missing = sorted(set(meta.departments) - {d.code for d in departments})
     if missing:
-        errors["departments"] = f"Unknown department(s): {', '.join(missing)}."
+        errors["departments"] = _("Unknown department(s): %(codes)s.") % {"codes": ", ".join(missing)}
     tags = list(Tag.objects.filter(slug__in=meta.tags))
     missing = sorted(set(meta.tags) - {t.slug for t in tags})
     if missing:
-        errors["tags"] = f"Unknown tag(s): {', '.join(missing)}."
+        errors["tags"] = _("Unknown tag(s): %(codes)s.") % {"codes": ", ".join(missing)}
     if meta.code and not re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", meta.code):
-        errors["code"] = "Code may use letters, digits, '_', '-', '.' (at most 64)."
+        errors["code"] = _("Code may use letters, digits, '_', '-', '.' (at most 64).")
     if errors:
         raise ValidationError(errors)
     return departments, tags

@@ -29,6 +29,7 @@ record says how many answers hybrid search still admits.
 """
 from __future__ import annotations
 
+import math
 import random
 from typing import Callable
 
@@ -71,15 +72,16 @@ def _quantile(values: list[float], q: float) -> float | None:
 
 
 def choose_floor(answers: list[float], probes: list[float], *, cap: float | None = None) -> dict:
-    """The highest floor that keeps 98% of the answers (module docstring)."""
-    keep = _quantile(answers, ANSWER_LOSS)
-    if keep is None:
+    """The highest floor that keeps 98% of the answers (module docstring): an
+    answer's own score, rounded down; a set of under 50 answers loses none."""
+    if not answers:
         return {"floor": None, "reason": "no answers to keep"}
+    keep = sorted(answers)[math.floor(ANSWER_LOSS * len(answers) + 1e-9)]  # at most 2% of them lie below
     reject = _quantile(probes, PROBE_REJECTION) if probes else None
     floor = keep
     if cap is not None:
         floor = min(floor, cap)
-    floor = round(floor, 4)
+    floor = math.floor(floor * 10_000) / 10_000
     return {"floor": floor, "answers": len(answers), "probes": len(probes),
             "answers_kept": round(float(np.mean(np.asarray(answers) >= floor)), 4),
             "probes_turned_away": round(float(np.mean(np.asarray(probes) < floor)), 4) if probes else None,

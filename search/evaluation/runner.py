@@ -22,6 +22,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from documents.models import Chunk, Document, DocumentStatus
+from portal.tasking import is_transient
 from search.evaluation import metrics as m
 from search.evaluation.models import EvaluationItem, EvaluationQueryResult, EvaluationRun, RunStatus
 from search.models import EmbeddingSpace
@@ -202,12 +203,26 @@ def execute(run: EvaluationRun, *, progress: Progress | None = None, performance
                                                           if run.skipped else "")
         run.save()
     except Exception as e:
-        log.exception("evaluation run %s failed", run.pk)
-        EvaluationRun.objects.filter(pk=run.pk).update(status=RunStatus.FAILED, error=f"{type(e).__name__}: {e}",
-                                                       finished_at=timezone.now())
-        run.refresh_from_db()
+        if is_transient(e):  # an outage: the task retries the run from the start
+            log.warning("evaluation run %s interrupted by an outage: %s", run.pk, e)
+            _mark(run, status=RunStatus.QUEUED, status_message=f"waiting to retry after {type(e).__name__}")
+        else:
+            log.exception("evaluation run %s failed", run.pk)
+            _mark(run, status=RunStatus.FAILED, error=f"{type(e).__name__}: {e}", finished_at=timezone.now())
         raise
     return run
+
+
+def _mark(run: EvaluationRun, **fields) -> None:
+    """Record the run's state if the database can be reached (it may be the cause)."""
+    for name, value in fields.items():
+        setattr(run, name, value)
+    try:
+        EvaluationRun.objects.filter(pk=run.pk).update(**fields)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        log.warning("evaluation run %s: could not record %s (%s)", run.pk, fields.get("status"), exc)
 
 
 def _result(run, item, ranked, ranking, rel, scores, latency, info: ChunkInfo) -> EvaluationQueryResult:

@@ -54,6 +54,15 @@ def _whole_words(keys) -> re.Pattern | None:
     return re.compile(r"(?<![^\W_])(?:" + "|".join(map(re.escape, keys)) + r")(?![^\W_])") if keys else None
 
 
+def _lower_same_length(text: str) -> str:
+    """text.lower() with the offsets kept: a character whose lower case is longer
+    ('İ' → 'i̇') stays as it is, so a match's offsets are the original text's."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(low if len(low := ch.lower()) == 1 else ch for ch in text)
+
+
 class QueryMatcher:
     def __init__(self, query: str):
         self.tokens = [m.group().lower() for m in syllable_matches(query)]
@@ -73,13 +82,11 @@ class QueryMatcher:
         """(start, end, query positions) of every passage syllable that matches
         some query syllable, in order (found by regex: most syllables match none)."""
         found: dict[int, tuple[int, set[int]]] = {}
-        for pattern, forms, source in ((self._spelling, self._by_spelling, text.lower),
-                                       (self._folded, self._by_folded, lambda: fold_same_length(text))):
+        for pattern, forms, source in ((self._spelling, self._by_spelling, _lower_same_length),
+                                       (self._folded, self._by_folded, fold_same_length)):
             if pattern is None:
                 continue
-            haystack = source()
-            if len(haystack) != len(text):  # a lower-casing that changes length: offsets would drift
-                haystack = fold_same_length(text)
+            haystack = source(text)
             for m in pattern.finditer(haystack):
                 end, positions = found.setdefault(m.start(), (m.end(), set()))
                 positions.update(forms[m.group()])

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 
+from documents.models import Chunk
 from documents.selectors import visible_documents
 from search.models import Feedback, SearchLog
 from search.services.filters import SearchFilters
@@ -50,5 +51,7 @@ def record_feedback(user, search_id: int, document_id: int, kind: str, *, client
         # one vote per result and search: a new vote replaces the old one
         Feedback.objects.filter(search=log, document_id=document_id,
                                 kind__in=[Feedback.Kind.HELPFUL, Feedback.Kind.NOT_HELPFUL]).delete()
+    # the document may have been re-ingested since the search: its old chunks are gone
+    chunk_id = shown["chunk_id"] if Chunk.objects.filter(pk=shown["chunk_id"]).exists() else None
     return Feedback.objects.create(search=log, user=user if signed_in else None, document_id=document_id,
-                                   chunk_id=shown["chunk_id"], rank=shown["rank"], kind=kind)
+                                   chunk_id=chunk_id, rank=shown["rank"], kind=kind)

@@ -11,6 +11,11 @@ embed queue is empty and the document is fresh (its message was lost: nothing
 waits), or its last hand-off is older than PORTAL_RECOVERY_REQUEUE_SECONDS (lost
 behind a backlog, or failing: retried at that pace, never in a tight loop).
 Embedding is idempotent (ON CONFLICT), so a duplicate task only costs a query.
+
+The same sweep re-indexes the keywords of ready documents that have chunks but
+no postings (the inline indexing and its queued task were both lost: a killed
+worker, a database and broker outage at once). It does that work itself, a
+bounded batch per sweep, so a lost document is never queued twice.
 """
 from __future__ import annotations
 
@@ -19,7 +24,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import connection
+from django.db import OperationalError, connection, transaction
 from django.utils import timezone
 
 from portal.advisory import EMBED_BASE, held_keys
@@ -30,6 +35,7 @@ log = logging.getLogger(__name__)
 # The periodic sweep looks at documents processed this recently; the sweep at worker
 # start looks at all of them (a full anti-join over every chunk is too heavy every minute).
 RECENT = timedelta(days=7)
+KEYWORD_BATCH = 50  # documents re-indexed per sweep (one document is one short transaction)
 
 
 def missing_vector_documents(*, everything: bool = False) -> dict[int, list[int]]:
@@ -89,3 +95,41 @@ def recover_missing_vectors(*, everything: bool = False) -> list[tuple[int, int]
             queue_embedding(doc_id, space_id)
             queued.append((doc_id, space_id))
     return queued
+
+
+def missing_keyword_documents(*, everything: bool = False, limit: int = KEYWORD_BATCH) -> list[int]:
+    """Ready documents, settled for a while (their inline indexing had its chance),
+    with chunks and not one posting. Waits at most a few seconds behind a keyword
+    rebuild (it truncates the postings): the next sweep looks again."""
+    now = timezone.now()
+    settled = now - timedelta(seconds=2 * settings.INGEST_HEARTBEAT_SECONDS)
+    since = None if everything else now - RECENT
+    try:
+        with transaction.atomic(), connection.cursor() as cur:
+            cur.execute("SET LOCAL lock_timeout = '5s'")
+            cur.execute(
+                """
+                SELECT d.id FROM documents_document d
+                WHERE d.status = 'ready' AND d.processed_at < %(settled)s
+                  AND (%(since)s::timestamptz IS NULL OR d.processed_at >= %(since)s)
+                  AND EXISTS (SELECT 1 FROM documents_chunk c WHERE c.document_id = d.id)
+                  AND NOT EXISTS (SELECT 1 FROM search_keywordposting p WHERE p.document_id = d.id)
+                ORDER BY d.id LIMIT %(limit)s
+                """, {"settled": settled, "since": since, "limit": limit})
+            return [row[0] for row in cur.fetchall()]
+    except OperationalError as exc:
+        if "lock timeout" in str(exc):
+            log.info("keyword recovery waits for the keyword rebuild")
+            return []
+        raise
+
+
+def recover_missing_keywords(*, everything: bool = False) -> list[int]:
+    from search.services import keyword_index
+
+    recovered = []
+    for doc_id in missing_keyword_documents(everything=everything):
+        log.warning("document %s is ready but has no keyword postings; indexing it", doc_id)
+        if keyword_index.index_document(doc_id):
+            recovered.append(doc_id)
+    return recovered

@@ -1,13 +1,14 @@
 """manage.py evaluate_corpus [--csv PATH …] [--format vicov19qa|jsonl] [--pairs PATH … --corpus PATH]
 [--model PATH_OR_SPACE] [--mode vector --mode keyword --mode hybrid] [--split test]
-[--calibrate-on val] [--limit N] [--name REPORT] [--no-record]
+[--calibrate-on val] [--floors SIM,KEYWORD,SEMANTIC] [--limit N] [--name REPORT] [--no-record]
 
 Builds a throwaway corpus from a question/passage dataset (formats in
 search/evaluation/corpus.py and docs/evaluation.md) in a scratch database
 (eval_scratch_<pid>, dropped at the end) and evaluates it; the portal's
 documents are never touched. With --calibrate-on, the space's relevance floors
 and hybrid fusion are calibrated on that split first (never on the evaluated
-one). The summary rows are recorded afterwards in the portal's evaluation
+one); --floors then sets the floors given (e.g. those calibrated on the sample
+corpus) to measure how they carry over. The summary rows are recorded afterwards in the portal's evaluation
 history (space "<model> (scratch)") unless --no-record."""
 from __future__ import annotations
 
@@ -22,6 +23,16 @@ from search.evaluation import report, runner
 from search.evaluation.scratch import DatabaseNotReady, require_migrated_database, scratch_database
 from search.models import SearchMode
 from search.services.modes import MODES, needs_space
+
+
+FLOOR_FIELDS = ("similarity_floor", "keyword_floor", "semantic_only_floor")
+
+
+def _floors(value: str) -> tuple:
+    parts = value.split(",")
+    if len(parts) != len(FLOOR_FIELDS):
+        raise ValueError("three values: similarity, keyword, semantic-only")
+    return tuple(None if part.strip() in ("", "-") else float(part) for part in parts)
 
 
 class Command(BaseCommand):
@@ -43,13 +54,16 @@ class Command(BaseCommand):
         parser.add_argument("--split", default="test", help="split whose questions are evaluated")
         parser.add_argument("--calibrate-on", help="split (e.g. 'val') or file whose questions calibrate the "
                                                    "floors and hybrid fusion first")
+        parser.add_argument("--floors", type=_floors, metavar="SIM,KEYWORD,SEMANTIC",
+                            help="evaluate with these relevance floors (after any calibration; '-' leaves one "
+                                 "unset): how floors calibrated on other documents do on this corpus")
         parser.add_argument("--depth", type=int, default=100)
         parser.add_argument("--limit", type=int, help="evaluate only the first N questions (smoke runs)")
         parser.add_argument("--name", help="report folder name")
         parser.add_argument("--no-record", action="store_true", help="do not add the runs to the portal's history")
 
     def handle(self, csv, format=None, pairs=(), corpus=None, model=None, mode=(), split="test",
-               calibrate_on=None, depth=100, limit=None, name=None, no_record=False, **opts):
+               calibrate_on=None, floors=None, depth=100, limit=None, name=None, no_record=False, **opts):
         format = format or ("jsonl" if pairs or corpus else "vicov19qa")
         modes = list(dict.fromkeys(mode or [SearchMode.VECTOR, SearchMode.KEYWORD, SearchMode.HYBRID]))
         try:
@@ -87,7 +101,7 @@ class Command(BaseCommand):
         with scratch_database() as db:
             self.stdout.write(f"scratch database {db}")
             out, summaries = self._evaluate(data, format, queries, calibration_queries, split, modes, model_path,
-                                            model_label, needs_vectors, depth, name)
+                                            model_label, needs_vectors, depth, name, floors)
         self.stdout.write(self.style.SUCCESS(f"report: {out / 'report.html'}\n        {out / 'performance_metrics.json'}"))
         if not no_record:
             runner.record_external(summaries, name=name, set_name=f"{format}:{split}", model_path=model_path,
@@ -105,7 +119,7 @@ class Command(BaseCommand):
             raise CommandError(f"cannot read the dataset: {exc}")
 
     def _evaluate(self, data, format, queries, calibration_queries, split, modes, model_path, model_label,
-                  needs_vectors, depth, name):
+                  needs_vectors, depth, name, given_floors=None):
         from search.evaluation.models import EvaluationRun
         from search.services import keyword_index
 
@@ -140,6 +154,13 @@ class Command(BaseCommand):
                 extra["calibration"] = record
             extra["floors"] = floors_record
             space.refresh_from_db()
+        if given_floors and space is not None:
+            fields = dict(zip(FLOOR_FIELDS, given_floors))
+            for field, value in fields.items():
+                setattr(space, field, value)
+            space.save(update_fields=list(fields))
+            extra["floors_given"] = fields
+            self.stdout.write(f"\nfloors set as given: {fields}")
         runs = []
         for md in modes:
             run = runner.evaluate(evaluation_set, space, md, depth=depth, name=name,
