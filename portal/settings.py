@@ -32,7 +32,7 @@ MEDIA_ROOT = env.env_path("PORTAL_MEDIA_ROOT", VAR_DIR / "media", "Where origina
                           shown="$PORTAL_VAR_DIR/media")
 STATIC_ROOT = env.env_path("PORTAL_STATIC_ROOT", VAR_DIR / "static", "collectstatic target.",
                            shown="$PORTAL_VAR_DIR/static")
-STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)  # WhiteNoise warns at every start without it (cheap, idempotent)
 
 _database = env.env_database_url(
     "DATABASE_URL", "postgres://user:pass@host:port/name. Unset: the embedded PostgreSQL + pgvector under "
@@ -229,6 +229,7 @@ INSTALLED_APPS = [
     "documents",
     "search",
     "search.evaluation",
+    "finetune",
 ]
 
 MIDDLEWARE = [
