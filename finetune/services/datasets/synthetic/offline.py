@@ -1,7 +1,7 @@
 """Synthetic queries without any service, from what a chunk already says about
 itself: its section heading, its document's title, its first content sentence,
 its keywords — and the first of these typed without diacritics, as employees
-often type ("nghi phep nam").
+often type ("nghi phep nam"); in that order, as many as asked per chunk.
 
 Vietnamese-aware: heading numbers ("4.1", "Điều 5.", "Chương II") are dropped;
 a generic heading ("Mục đích", "Phạm vi áp dụng", "Scope") is completed with the
@@ -34,7 +34,7 @@ _NUMBERING = re.compile(
     r"^\s*(?:(?:chương|điều|mục|phần|phụ lục|chapter|section|article|part|appendix)\s+[0-9ivxlcdm]+[a-z]?"
     r"\s*[.:)\-–]?\s*|\d+(?:\.\d+)*\.?\)?\s+|[ivxlcdm]+[.)]\s+|[a-zđ][.)]\s+)", re.IGNORECASE)
 _LIST_MARK = re.compile(r"^\s*(?:[-*•+–]|\d+[.)]|[a-zđ][.)])\s+", re.IGNORECASE)
-_SENTENCE_END = re.compile(r"(?<=[.!?…;:])\s+")
+_SENTENCE_END = re.compile(r"(?<=[.!?…])\s+")
 _TRAILING = re.compile(r"[\s.,;:!?…\-–(]+$")
 SENTENCE_WORDS = 12
 
@@ -57,6 +57,7 @@ class OfflineGenerator:
 
     def __init__(self, per_chunk: int = 3):
         self.per_chunk = per_chunk
+        self._titled: set[str] = set()  # documents whose title query is written
 
     def has_content(self, chunk: SourceChunk) -> bool:
         return bool(self._content(chunk))
@@ -77,23 +78,38 @@ class OfflineGenerator:
         return casual(heading), "heading"
 
     def sentence(self, chunk: SourceChunk) -> tuple[str, str] | None:
+        """The opening of the first content sentence that is not a heading or a
+        table row, cut at a comma when the sentence is long."""
         headings = {near_key(h) for h in chunk.heading_path} | {near_key(strip_numbering(h)) for h in chunk.heading_path}
         for line in self._content(chunk):
             line = _LIST_MARK.sub("", line)
-            if near_key(line) in headings or near_key(strip_numbering(line)) in headings:
+            if " | " in line or near_key(line) in headings or near_key(strip_numbering(line)) in headings:
                 continue
-            first = _SENTENCE_END.split(line, maxsplit=1)[0]
-            words = first.split()
-            if len(words) >= 4:
-                return casual(" ".join(words[:SENTENCE_WORDS])), "sentence"
+            words = _SENTENCE_END.split(line, maxsplit=1)[0].split()
+            if len(words) < 4:
+                continue
+            if len(words) > SENTENCE_WORDS:
+                cut = max((i for i, w in enumerate(words[:SENTENCE_WORDS]) if w.endswith((",", ";", ":"))),
+                          default=-1)
+                words = words[:cut + 1] if cut >= 4 else words[:SENTENCE_WORDS]
+            return casual(" ".join(words)), "sentence"
         return None
 
     def keywords(self, chunk: SourceChunk, taken: list[str]) -> tuple[str, str] | None:
-        said = " ".join(near_key(q) for q in taken)
-        fresh = [k for k in chunk.keywords if near_key(k) and near_key(k) not in said]
-        words = sum(len(k.split()) for k in fresh[:3])
-        if len(fresh) >= 2 or words >= 2:
-            return " ".join(fresh[:3]), "keywords"
+        """Up to three keywords that neither repeat a query already written nor
+        overlap each other ("phòng tài chính kế" after "tài chính kế toán")."""
+        said = set(" ".join(near_key(q) for q in taken).split())
+        chosen: list[str] = []
+        for keyword in chunk.keywords:
+            words = set(near_key(keyword).split())
+            if not words or len(words & said) * 2 >= len(words):
+                continue
+            chosen.append(keyword)
+            said |= words
+            if len(chosen) == 3:
+                break
+        if len(chosen) >= 2 or sum(len(k.split()) for k in chosen) >= 2:
+            return " ".join(chosen), "keywords"
         return None
 
     def generate(self, chunk: SourceChunk, n: int | None = None) -> list[tuple[str, str]]:
@@ -101,15 +117,20 @@ class OfflineGenerator:
         if not self.has_content(chunk):
             return []
         found: list[tuple[str, str]] = []
-        for make in (self.heading, self.sentence):
-            if (q := make(chunk)) is not None:
-                found.append(q)
-        if chunk.ordinal == 0 and chunk.title and all(t != "title" for _, t in found):
-            found.append((casual(chunk.title), "title"))
-        if (q := self.keywords(chunk, [q for q, _ in found])) is not None:
+        if (q := self.heading(chunk)) is not None:
+            found.append(q)
+        # the title goes with the document's first chunk that has content (the
+        # very first is often nothing but the masthead and control lines)
+        if chunk.doc_key not in self._titled and chunk.title:
+            self._titled.add(chunk.doc_key)
+            if all(kind != "title" for _, kind in found):
+                found.append((casual(chunk.title), "title"))
+        if (q := self.sentence(chunk)) is not None:
             found.append(q)
         if found and has_diacritics(found[0][0]):
-            found.insert(min(len(found), 2), (fold(found[0][0]), "unaccented"))
+            found.append((fold(found[0][0]), "unaccented"))
+        if (q := self.keywords(chunk, [q for q, _ in found])) is not None:
+            found.append(q)
         unique: dict[str, tuple[str, str]] = {}
         for query, kind in found:
             if len(query.split()) >= 1 and query.lower() not in unique:
