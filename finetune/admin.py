@@ -66,7 +66,7 @@ class TrainingDatasetAdmin(ReadOnly, admin.ModelAdmin):
         if not report:
             return "—"
         errors, warnings = report.get("errors", []), report.get("warnings", [])
-        return _("%(e)d errors, %(w)d warnings") % {"e": len(errors), "w": len(warnings)}
+        return _("errors: %(e)d, warnings: %(w)d") % {"e": len(errors), "w": len(warnings)}
 
     @admin.display(description=_("pairs"))
     def pairs_link(self, obj):
@@ -90,7 +90,7 @@ class TrainingDatasetAdmin(ReadOnly, admin.ModelAdmin):
             report = record_validation(dataset, model_path)
             codes = ", ".join(f["code"] for f in report["errors"] + report["warnings"]) or _("no findings")
             level = messages.ERROR if report["errors"] else messages.WARNING if report["warnings"] else messages.SUCCESS
-            self.message_user(request, _("%(name)s: %(e)d errors, %(w)d warnings (%(codes)s)") % {
+            self.message_user(request, _("%(name)s: errors: %(e)d, warnings: %(w)d (%(codes)s)") % {
                 "name": dataset.name, "e": len(report["errors"]), "w": len(report["warnings"]), "codes": codes}, level)
 
     def has_validate_permission(self, request):
@@ -137,6 +137,13 @@ class TrainingPairAdmin(ReadOnly, admin.ModelAdmin):
 
     def get_queryset(self, request):
         return visible_pairs(request.user, super().get_queryset(request))
+
+    # pairs are part of their dataset: the dataset's view permission shows them
+    def has_view_permission(self, request, obj=None):
+        return request.user.is_active and request.user.has_perm("finetune.view_trainingdataset")
+
+    def has_module_permission(self, request):
+        return self.has_view_permission(request)
 
     @admin.display(description=_("query"))
     def query_short(self, obj):

@@ -348,6 +348,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # several models have a `status` field with its own choices: one schema name each
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "documents.models.DocumentStatus",
+        "DatasetStatusEnum": "finetune.models.DatasetStatus",
+    },
 }
 
 # --- shared cache, rate limits, login lockout (issue 9) --------------------------
