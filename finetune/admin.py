@@ -13,7 +13,7 @@ from django.utils.translation import gettext_lazy as _
 
 from finetune.models import TrainingDataset, TrainingPair
 from finetune.selectors import datasets_for, visible_pairs
-from finetune.services.validation import record_validation
+from finetune.services.validation import record_validation, translated
 
 
 class ReadOnly:
@@ -83,7 +83,7 @@ class TrainingDatasetAdmin(ReadOnly, admin.ModelAdmin):
 
     @admin.display(description=_("validation report"))
     def validation_pretty(self, obj):
-        return _pretty(obj.validation)
+        return _pretty(translated(obj.validation or {}))
 
     def _validate(self, request, queryset, model_path):
         for dataset in queryset:

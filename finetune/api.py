@@ -25,7 +25,7 @@ from finetune.models import PairSource, Split, TrainingDataset
 from finetune.selectors import datasets_for, visible_pairs
 from finetune.services.datasets import DatasetRefused, DatasetSpec, SourceFile, build_dataset
 from finetune.services.datasets.benchmark import default_train_path, default_val_path
-from finetune.services.validation import record_validation
+from finetune.services.validation import record_validation, translated
 
 ACTION_PERMISSION = {"list": "view", "retrieve": "view", "pairs": "view", "create": "add", "validate": "change"}
 
@@ -62,8 +62,15 @@ class DatasetSerializer(serializers.ModelSerializer):
 
 
 class DatasetDetailSerializer(DatasetSerializer):
+    validation = serializers.SerializerMethodField(help_text=(
+        '{"errors": [...], "warnings": [...], "stats": {...}}; each finding {"code", "message", "count", '
+        '"examples"}, the message in the request\'s language.'))
+
     class Meta(DatasetSerializer.Meta):
         fields = DatasetSerializer.Meta.fields + ["validation"]
+
+    def get_validation(self, obj) -> dict:
+        return translated(obj.validation or {})
 
 
 class PairSerializer(serializers.Serializer):

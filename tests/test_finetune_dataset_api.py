@@ -18,6 +18,15 @@ from tests.test_access_matrix import process
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages are compared in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
 URL = "/api/v1/finetune/datasets/"
 PAIRS = [{"query": f"câu hỏi {i}", "positive": f"Đoạn văn số {i} về quy định {i}."} for i in range(20)]
 
@@ -134,7 +143,7 @@ def test_admin_lists_own_datasets_and_validates():
     owner, other = staff("owner"), staff("other")
     mine = build_dataset("mine", DatasetSpec(pairs=jsonl("p.jsonl", *PAIRS)), owner)
     build_dataset("theirs", DatasetSpec(pairs=jsonl("p.jsonl", *PAIRS)), other)
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
     client.force_login(owner)
     page = client.get("/admin/finetune/trainingdataset/").content.decode()
     assert ">mine<" in page and "theirs" not in page and "errors: 0, warnings: 1" in page
@@ -185,3 +194,18 @@ def test_command_synthetic_shows_progress_and_the_samples_helper(monkeypatch):
     call_command("finetune_dataset", "samples", "s", "--as-user", "builder", "--eval-share", "0", stdout=out)
     dataset = TrainingDataset.objects.get(name="s")
     assert dataset.sources[0]["generator"] == "offline" and dataset.access_levels == [0, 1]
+
+
+def test_validation_messages_are_shown_in_the_readers_language():
+    user = staff()
+    dataset = build_dataset("lang", DatasetSpec(pairs=jsonl("p.jsonl", *PAIRS)), user)
+    stored = dataset.validation["warnings"][0]
+    assert stored["msgid"].startswith("Only %(n)d training pairs") and stored["params"] == {"n": 18}
+    token = Token.objects.get_or_create(user=user)[0].key
+    for language, text in (("vi", "Chỉ có 18 cặp huấn luyện"), ("en", "Only 18 training pairs")):
+        body = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_ACCEPT_LANGUAGE=language).get(
+            f"{URL}{dataset.pk}/").json()
+        assert body["validation"]["warnings"][0]["message"].startswith(text), language
+    refused = Client(HTTP_AUTHORIZATION=f"Token {token}", HTTP_ACCEPT_LANGUAGE="vi").post(
+        URL, {"name": "x", "pairs": upload("p.jsonl", {"query": "q"})})
+    assert refused.json()["problems"] == ['p.jsonl: dòng 1: thiếu "positive" hoặc không phải chuỗi']

@@ -15,6 +15,15 @@ from tests.finetune_helpers import jsonl, meta_doc, metadata, pairs_of, vicov_fi
 
 pytestmark = pytest.mark.django_db
 
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages are compared in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
 PAIRS = [{"query": f"câu hỏi số {i} về nghỉ phép", "positive": f"Đoạn văn {i}: người lao động được nghỉ {i} ngày.",
           "query_type": "question", "domain": "hr"} for i in range(30)]
 

@@ -13,6 +13,15 @@ from tests.test_access_matrix import EXPECTED, process, world  # noqa: F401 - th
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages are compared in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 def processed(level, text, **kw):
     doc = f.document(level, text=text, **kw)
     process({0: doc})

@@ -12,6 +12,16 @@ from finetune.services.datasets.synthetic.offline import strip_numbering
 from tests import factories as f
 from tests.finetune_helpers import ChatStub, completion, meta_doc, metadata
 
+
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages are compared in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 TITLE = "Quy chế nghỉ phép năm"
 
 

@@ -9,6 +9,15 @@ from finetune.services.validation import record_validation, validate_dataset
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def _english():
+    """Messages are compared in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 def dataset(*pairs, status=DatasetStatus.READY, built=True):
     """pairs: (query, positive, split[, negative[, doc_key]]). Enough filler train
     pairs are added to stay clear of `few_pairs` unless asked otherwise."""

@@ -1,6 +1,8 @@
 """The validation report run before training: `validate_dataset(dataset,
 model_path=None, max_length=512) -> {"errors", "warnings", "stats"}`. Each
-finding is {"code", "message", "count", "examples"}; examples name pair ids.
+finding is {"code", "message", "msgid", "params", "count", "examples"};
+examples name pair ids (a few texts for leaks). The message is stored as msgid
+and parameters; `translated(report)` shows it in the reader's language.
 
 Errors stop a job (training on them would be wrong, or its measurement a lie):
 - `not_built`: the dataset failed or is still building;
@@ -33,7 +35,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext, gettext_noop
 
 from finetune.models import DatasetStatus, Split, TrainingDataset
 from finetune.services.texts import clean, language, near_key
@@ -42,8 +44,28 @@ EXAMPLES = 5
 FEW_PAIRS = 100
 
 
-def _finding(code: str, message: str, ids: list[int], examples: list | None = None) -> dict:
-    return {"code": code, "message": message, "count": len(ids), "examples": (examples or ids)[:EXAMPLES]}
+def _finding(code: str, msgid: str, params: dict, ids: list[int], examples: list | None = None) -> dict:
+    """The message is stored as its msgid and parameters (shown in the reader's
+    language by `translated`) and, for logs and the command, as rendered now."""
+    return {"code": code, "message": gettext(msgid) % params, "msgid": msgid, "params": params, "count": len(ids),
+            "examples": (examples or ids)[:EXAMPLES]}
+
+
+def translated(report: dict) -> dict:
+    """The report with its messages in the active language."""
+    out = dict(report)
+    for kind in ("errors", "warnings"):
+        out[kind] = [{**f, "message": gettext(f["msgid"]) % f.get("params", {})} if f.get("msgid") else f
+                     for f in report.get(kind, [])]
+    return out
+
+
+OVER_LONG = {
+    "query": gettext_noop("%(n)d queries are longer than %(limit)d tokens: the model reads only their beginning."),
+    "positive": gettext_noop("%(n)d positives are longer than %(limit)d tokens: the model reads only their beginning."),
+    "negative": gettext_noop("%(n)d hard negatives are longer than %(limit)d tokens: the model reads only their "
+                             "beginning."),
+}
 
 
 def _short(text: str, limit: int = 120) -> str:
@@ -76,8 +98,7 @@ def _lengths(rows: list[dict], model_path: str, max_length: int) -> tuple[dict, 
         stats[field] = {"max_tokens": longest, "over_limit": len(too_long)}
         if too_long:
             over[field] = too_long
-    warnings = [_finding("over_long", _("%(n)d %(field)s texts are longer than %(limit)d tokens: the model reads only "
-                                        "their beginning.") % {"n": len(ids), "field": field, "limit": limit}, ids)
+    warnings = [_finding("over_long", OVER_LONG[field], {"n": len(ids), "limit": limit}, ids)
                 for field, ids in over.items()]
     return stats, warnings
 
@@ -89,9 +110,9 @@ def _leaks(rows: list[dict]) -> list[dict]:
         sides["positive"][row["positive_key"]].add(row["split"])
         sides["query"][row["query_key"]].add(row["split"])
     errors = []
-    labels = {"doc": ("leak_document", _("%(n)d documents have pairs in both train and eval.")),
-              "positive": ("leak_positive", _("%(n)d positives are in both train and eval.")),
-              "query": ("leak_query", _("%(n)d queries are in both train and eval."))}
+    labels = {"doc": ("leak_document", gettext_noop("%(n)d documents have pairs in both train and eval.")),
+              "positive": ("leak_positive", gettext_noop("%(n)d positives are in both train and eval.")),
+              "query": ("leak_query", gettext_noop("%(n)d queries are in both train and eval."))}
     for kind, (code, message) in labels.items():
         both = {key for key, splits in sides[kind].items() if len(splits) > 1}
         if both:
@@ -99,12 +120,12 @@ def _leaks(rows: list[dict]) -> list[dict]:
             ids = [r["id"] for r in rows if r[field] in both]
             examples = sorted(both)[:EXAMPLES] if kind == "doc" else [
                 _short(r["query" if kind == "query" else "positive"]) for r in rows if r[field] in both][:EXAMPLES]
-            errors.append({**_finding(code, message % {"n": len(both)}, ids), "examples": examples})
+            errors.append({**_finding(code, message, {"n": len(both)}, ids), "examples": examples})
     eval_positives = {r["positive_key"] for r in rows if r["split"] == Split.EVAL}
     leaked = [r["id"] for r in rows if r["split"] == Split.TRAIN and r["negative"] and r["negative_key"] in eval_positives]
     if leaked:
-        errors.append(_finding("leak_negative", _("%(n)d train pairs have an eval positive as their hard negative.")
-                               % {"n": len(leaked)}, leaked))
+        errors.append(_finding("leak_negative", gettext_noop("%(n)d train pairs have an eval positive as their hard "
+                                                             "negative."), {"n": len(leaked)}, leaked))
     return errors
 
 
@@ -123,20 +144,21 @@ def _duplicates(rows: list[dict]) -> list[dict]:
         near[(r["query_key"], r["positive_key"])].add((clean(r["query"]), clean(r["positive"])))
     exact_ids = [r["id"] for r in rows if exact[(clean(r["query"]), clean(r["positive"]))] > 1]
     if exact_ids:
-        warnings.append(_finding("exact_duplicates", _("%(n)d pairs repeat another pair exactly.")
-                                 % {"n": len(exact_ids)}, exact_ids))
+        warnings.append(_finding("exact_duplicates", gettext_noop("%(n)d pairs repeat another pair exactly."),
+                                 {"n": len(exact_ids)}, exact_ids))
     near_ids = [r["id"] for r in rows if len(near[(r["query_key"], r["positive_key"])]) > 1]
     if near_ids:
-        warnings.append(_finding("near_duplicates", _("%(n)d pairs differ from another pair only in accents, case, "
-                                                      "spacing or punctuation.") % {"n": len(near_ids)}, near_ids))
+        warnings.append(_finding("near_duplicates", gettext_noop(
+            "%(n)d pairs differ from another pair only in accents, case, spacing or punctuation."),
+            {"n": len(near_ids)}, near_ids))
     positives = defaultdict(set)
     for r in rows:
         positives[r["query_key"]].add(r["positive_key"])
     shared = [r["id"] for r in rows if len(positives[r["query_key"]]) > 1]
     if shared:
-        warnings.append(_finding("shared_query", _("%(n)d pairs share their query with a pair of another positive: "
-                                                   "in one batch they count as each other's negatives.")
-                                 % {"n": len(shared)}, shared))
+        warnings.append(_finding("shared_query", gettext_noop(
+            "%(n)d pairs share their query with a pair of another positive: in one batch they count as each "
+            "other's negatives."), {"n": len(shared)}, shared))
     return warnings
 
 
@@ -164,8 +186,8 @@ def validate_dataset(dataset: TrainingDataset, model_path: str | None = None, ma
     errors: list[dict] = []
     warnings: list[dict] = []
     if dataset.status == DatasetStatus.FAILED or dataset.built_at is None:
-        errors.append(_finding("not_built", _("The dataset was not built (%(status)s).")
-                               % {"status": dataset.get_status_display()}, []))
+        errors.append(_finding("not_built", gettext_noop("The dataset was not built (status: %(status)s)."),
+                               {"status": dataset.status}, []))
     rows = list(dataset.pairs.values("id", "split", "source", "query", "positive", "negative", "doc_key",
                                      "query_type", "domain"))
     for r in rows:
@@ -173,21 +195,22 @@ def validate_dataset(dataset: TrainingDataset, model_path: str | None = None, ma
         r["negative_key"] = near_key(r["negative"]) if r["negative"] else ""
     stats = _stats(rows)
     if not stats["train"]:
-        errors.append(_finding("empty", _("The dataset has no training pairs."), []))
+        errors.append(_finding("empty", gettext_noop("The dataset has no training pairs."), {}, []))
     empty = [r["id"] for r in rows if not clean(r["query"]) or not clean(r["positive"])]
     if empty:
-        errors.append(_finding("empty_text", _("%(n)d pairs have an empty query or positive.") % {"n": len(empty)},
-                               empty))
+        errors.append(_finding("empty_text", gettext_noop("%(n)d pairs have an empty query or positive."),
+                               {"n": len(empty)}, empty))
     conflicts = _conflicts(rows)
     if conflicts:
-        errors.append(_finding("negative_is_positive", _("%(n)d pairs have as hard negative a positive of the same "
-                                                         "query.") % {"n": len(conflicts)}, conflicts))
+        errors.append(_finding("negative_is_positive", gettext_noop(
+            "%(n)d pairs have as hard negative a positive of the same query."), {"n": len(conflicts)}, conflicts))
     errors += _leaks(rows)
     if rows and not stats["eval"]:
-        warnings.append(_finding("no_eval", _("No eval pairs: no early stopping and no held-out metrics."), []))
+        warnings.append(_finding("no_eval", gettext_noop("No eval pairs: no early stopping and no held-out metrics."),
+                                 {}, []))
     if 0 < stats["train"] < FEW_PAIRS:
-        warnings.append(_finding("few_pairs", _("Only %(n)d training pairs: too few to change a model for the "
-                                                "better.") % {"n": stats["train"]}, []))
+        warnings.append(_finding("few_pairs", gettext_noop(
+            "Only %(n)d training pairs: too few to change a model for the better."), {"n": stats["train"]}, []))
     warnings += _duplicates(rows)
     if model_path and rows:
         stats["tokens"], over = _lengths(rows, model_path, max_length)

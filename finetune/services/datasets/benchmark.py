@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 from finetune.models import PairSource, Split
 from finetune.services.datasets.records import PairRecord, SourceError
 from finetune.services.texts import clean, passage_key
@@ -34,12 +36,12 @@ def default_val_path() -> Path:
 def _read(path: Path, wanted: str):
     path = Path(path)
     if not path.is_file():
-        raise SourceError(str(path), ["no such file"])
+        raise SourceError(str(path), [_("no such file")])
     found = split_of(path)
     if found != wanted:
         raise SourceError(str(path), [
-            f"its name says it is the {found} split, {wanted} was expected (fine-tuning uses train, and val for "
-            "early stopping; never test)"])
+            _("its name says it is the %(found)s split, %(wanted)s was expected (fine-tuning uses train, and val "
+              "for early stopping; never test)") % {"found": found, "wanted": wanted}])
     try:
         return load_vicov19qa([path])
     except (DatasetError, ValueError) as exc:

@@ -15,6 +15,7 @@ from typing import Callable
 
 from django.db import transaction
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from finetune.models import DatasetStatus, PairSource, TrainingDataset, TrainingPair
 from finetune.services.datasets import imports, splitting, synthetic
@@ -71,26 +72,27 @@ class _Prepared:
 def _check_options(name: str, spec: DatasetSpec, user) -> list[str]:
     problems = []
     if not name or len(name) > 100 or not _SLUG.match(name):
-        problems.append("The name must be 1-100 letters, digits, '-' or '_'.")
+        problems.append(_("The name must be 1-100 letters, digits, '-' or '_'."))
     elif TrainingDataset.objects.filter(name=name).exists():
-        problems.append(f"A dataset named {name!r} exists already.")
+        problems.append(_("A dataset named %(name)s exists already.") % {"name": repr(name)})
     if not (spec.pairs or spec.negatives or spec.vicov_train or spec.feedback or spec.synthetic):
-        problems.append("Name at least one source: pairs, hard negatives, the benchmark, feedback or synthetic "
-                        "queries (metadata alone gives no pairs).")
+        problems.append(_("Name at least one source: pairs, hard negatives, the benchmark, feedback or synthetic "
+                          "queries (metadata alone gives no pairs)."))
     if not 0 <= spec.eval_share <= 0.5:
-        problems.append("The eval share must be between 0 and 0.5.")
+        problems.append(_("The eval share must be between 0 and 0.5."))
     if not 1 <= spec.per_chunk <= 20:
-        problems.append("Synthetic queries per chunk must be between 1 and 20.")
+        problems.append(_("Synthetic queries per chunk must be between 1 and 20."))
     if spec.synthetic and spec.synthetic not in synthetic.GENERATORS:
-        problems.append(f"Unknown synthetic generator {spec.synthetic!r} (choose {', '.join(synthetic.GENERATORS)}).")
+        problems.append(_("Unknown synthetic generator %(name)s (choose %(choices)s).") % {
+            "name": repr(spec.synthetic), "choices": ", ".join(synthetic.GENERATORS)})
     if spec.synthetic and (not spec.synthetic_from or set(spec.synthetic_from) - set(SYNTHETIC_SCOPES)):
-        problems.append(f"Synthetic queries come from {' and/or '.join(SYNTHETIC_SCOPES)} chunks.")
+        problems.append(_("Synthetic queries come from portal and/or metadata chunks."))
     if spec.synthetic and "metadata" in spec.synthetic_from and spec.metadata is None:
-        problems.append("Synthetic queries from metadata chunks need a document_metadata.json.")
+        problems.append(_("Synthetic queries from metadata chunks need a document_metadata.json."))
     if spec.reads_portal and user is None:
-        problems.append("Feedback and synthetic queries read portal chunks: name the user whose access applies.")
+        problems.append(_("Feedback and synthetic queries read portal chunks: name the user whose access applies."))
     if spec.vicov_val and not spec.vicov_train:
-        problems.append("The benchmark's val file goes with its train file.")
+        problems.append(_("The benchmark's val file goes with its train file."))
     return problems
 
 
@@ -124,7 +126,7 @@ def prepare(name: str, spec: DatasetSpec, user) -> _Prepared:
             problems.append(str(exc))
     for set_name in spec.exclude_eval_sets:
         if not EvaluationSet.objects.filter(name=set_name).exists():
-            problems.append(f"No evaluation set named {set_name!r}.")
+            problems.append(_("No evaluation set named %(name)s.") % {"name": repr(set_name)})
         prepared.excluded_queries |= {near_key(q) for q in
                                       EvaluationItem.objects.filter(evaluation_set__name=set_name)
                                       .values_list("query", flat=True)}

@@ -24,6 +24,8 @@ import json
 from collections import Counter
 from dataclasses import dataclass, field
 
+from django.utils.translation import gettext as _
+
 from finetune.models import PairSource
 from finetune.services.datasets.records import PairRecord, SourceError, SourceFile
 from finetune.services.texts import clean, near_key, passage_key
@@ -40,10 +42,12 @@ def _json_lines(source: SourceFile, problems: list[str]):
         try:
             record = json.loads(line)
         except ValueError as exc:
-            problems.append(f"line {number}: not valid JSON ({exc.msg}, column {exc.colno})")
+            problems.append(_("line %(line)d: not valid JSON (%(error)s, column %(column)d)")
+                            % {"line": number, "error": exc.msg, "column": exc.colno})
             continue
         if not isinstance(record, dict):
-            problems.append(f"line {number}: expected a JSON object, found {type(record).__name__}")
+            problems.append(_("line %(line)d: expected a JSON object, found %(type)s")
+                            % {"line": number, "type": type(record).__name__})
             continue
         yield number, record
 
@@ -53,17 +57,17 @@ def _text(record: dict, key: str, number: int, problems: list[str], required: bo
     if value is None and not required:
         return ""
     if not isinstance(value, str):
-        problems.append(f'line {number}: "{key}" is missing or not a string')
+        problems.append(_('line %(line)d: "%(field)s" is missing or not a string') % {"line": number, "field": key})
         return ""
     if required and not clean(value):
-        problems.append(f'line {number}: "{key}" is empty')
+        problems.append(_('line %(line)d: "%(field)s" is empty') % {"line": number, "field": key})
     return clean(value)
 
 
 def _label(record: dict, key: str, number: int, problems: list[str]) -> str:
     value = _text(record, key, number, problems, required=False)
     if len(value) > 50:
-        problems.append(f'line {number}: "{key}" is longer than 50 characters')
+        problems.append(_('line %(line)d: "%(field)s" is longer than 50 characters') % {"line": number, "field": key})
     return value
 
 
@@ -89,11 +93,11 @@ def parse_pairs(source: SourceFile, *, negatives: bool) -> ImportedPairs:
             pair.negative = _text(record, "hard_negative", number, problems)
             score = record.get("negative_score")
             if score is not None and (isinstance(score, bool) or not isinstance(score, (int, float))):
-                problems.append(f'line {number}: "negative_score" is not a number')
+                problems.append(_('line %(line)d: "%(field)s" is not a number') % {"line": number, "field": "negative_score"})
             else:
                 pair.negative_score = float(score) if score is not None else None
             if pair.negative and near_key(pair.negative) == near_key(positive):
-                problems.append(f"line {number}: the hard negative is the positive itself")
+                problems.append(_("line %(line)d: the hard negative is the positive itself") % {"line": number})
         else:
             pair.query_type = _label(record, "query_type", number, problems)
             pair.domain = _label(record, "domain", number, problems)
@@ -101,7 +105,7 @@ def parse_pairs(source: SourceFile, *, negatives: bool) -> ImportedPairs:
         if len(problems) == before:
             records.append(pair)
     if not records and not problems:
-        problems.append("no pairs in the file")
+        problems.append(_("no pairs in the file"))
     if problems:
         raise SourceError(source.name, problems)
     return ImportedPairs(records, {"source": str(kind), "file": source.name, "pairs": len(records),
@@ -135,7 +139,7 @@ def _strings(value, where: str, problems: list[str]) -> list[str]:
     if value is None:
         return []
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append(f"{where}: expected a list of strings")
+        problems.append(_("%(where)s: expected a list of strings") % {"where": where})
         return []
     return [clean(v) for v in value if clean(v)]
 
@@ -143,40 +147,41 @@ def _strings(value, where: str, problems: list[str]) -> list[str]:
 def _meta_document(i: int, doc, seen: set, problems: list[str]) -> MetadataDocument | None:
     where = f"documents[{i}]"
     if not isinstance(doc, dict):
-        problems.append(f"{where}: expected an object")
+        problems.append(_("%(where)s: expected an object") % {"where": where})
         return None
     before = len(problems)
     doc_id = doc.get("doc_id")
     if not isinstance(doc_id, (str, int)) or isinstance(doc_id, bool) or not str(doc_id).strip():
-        problems.append(f'{where}: "doc_id" is missing')
+        problems.append(_('%(where)s: "doc_id" is missing') % {"where": where})
     elif str(doc_id).strip() in seen:
-        problems.append(f'{where}: "doc_id" {doc_id!r} appears twice')
+        problems.append(_('%(where)s: "doc_id" %(id)s appears twice') % {"where": where, "id": repr(doc_id)})
     level = doc.get("access_level")
     if isinstance(level, bool) or level not in (0, 1, 2, 3):
-        problems.append(f'{where}: "access_level" must be 0, 1, 2 or 3')
+        problems.append(_('%(where)s: "access_level" must be 0, 1, 2 or 3') % {"where": where})
     for key in ("title", "department", "document_type"):
         if doc.get(key) is not None and not isinstance(doc.get(key), str):
-            problems.append(f'{where}: "{key}" is not a string')
+            problems.append(_('%(where)s: "%(field)s" is not a string') % {"where": where, "field": key})
     result = MetadataDocument(str(doc_id).strip(), clean(str(doc.get("title") or "")),
                               clean(str(doc.get("department") or "")), level if level in (0, 1, 2, 3) else 0,
                               clean(str(doc.get("document_type") or "")), _strings(doc.get("tags"), where, problems))
     chunks = doc.get("chunks")
     if not isinstance(chunks, list) or not chunks:
-        problems.append(f'{where}: "chunks" must be a non-empty list')
+        problems.append(_('%(where)s: "chunks" must be a non-empty list') % {"where": where})
         chunks = []
     chunk_ids: set = set()
     for j, chunk in enumerate(chunks):
         at = f"{where}.chunks[{j}]"
         if not isinstance(chunk, dict):
-            problems.append(f"{at}: expected an object")
+            problems.append(_("%(where)s: expected an object") % {"where": at})
             continue
         text = chunk.get("text")
         if not isinstance(text, str) or not clean(text):
-            problems.append(f'{at}: "text" is missing or empty')
+            problems.append(_('%(where)s: "text" is missing or empty') % {"where": at})
             continue
         chunk_id = str(chunk.get("chunk_id", j))
         if chunk_id in chunk_ids:
-            problems.append(f'{at}: "chunk_id" {chunk_id!r} appears twice in the document')
+            problems.append(_('%(where)s: "chunk_id" %(id)s appears twice in the document')
+                            % {"where": at, "id": repr(chunk_id)})
         chunk_ids.add(chunk_id)
         result.chunks.append(MetadataChunk(chunk_id, clean(text), _strings(chunk.get("keywords"), at, problems), j))
     if len(problems) > before:
@@ -189,14 +194,15 @@ def parse_metadata(source: SourceFile) -> list[MetadataDocument]:
     try:
         data = json.loads(source.text())
     except ValueError as exc:
-        raise SourceError(source.name, [f"not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg})"]) from None
+        raise SourceError(source.name, [_("not valid JSON (line %(line)d, column %(column)d: %(error)s)") % {
+            "line": exc.lineno, "column": exc.colno, "error": exc.msg}]) from None
     if not isinstance(data, dict) or not isinstance(data.get("documents"), list):
-        raise SourceError(source.name, ['expected an object with a "documents" list'])
+        raise SourceError(source.name, [_('expected an object with a "documents" list')])
     problems: list[str] = []
     seen: set = set()
     documents = [d for i, doc in enumerate(data["documents"]) if (d := _meta_document(i, doc, seen, problems))]
     if not documents and not problems:
-        problems.append("no documents in the file")
+        problems.append(_("no documents in the file"))
     if problems:
         raise SourceError(source.name, problems)
     return documents

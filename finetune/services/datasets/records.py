@@ -4,6 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 PROBLEMS_SHOWN = 20  # problems named in a message; the rest are counted
 
 
@@ -37,7 +39,7 @@ class SourceError(ValueError):
         self.problems = problems
         shown = "; ".join(problems[:PROBLEMS_SHOWN])
         more = len(problems) - PROBLEMS_SHOWN
-        super().__init__(f"{source}: {shown}" + (f"; … and {more} more" if more > 0 else ""))
+        super().__init__(f"{source}: {shown}" + ("; " + _("… and %(n)d more") % {"n": more} if more > 0 else ""))
 
 
 @dataclass
@@ -54,7 +56,7 @@ class SourceFile:
         try:
             return cls(path.name, path.read_bytes())
         except OSError as exc:
-            raise SourceError(str(path), [f"cannot be read ({exc.strerror or exc})"]) from None
+            raise SourceError(str(path), [_("cannot be read (%(reason)s)") % {"reason": exc.strerror or exc}]) from None
 
     @classmethod
     def from_upload(cls, upload) -> "SourceFile":
@@ -64,4 +66,4 @@ class SourceFile:
         try:
             return self.data.decode("utf-8-sig")
         except UnicodeDecodeError as exc:
-            raise SourceError(self.name, [f"not UTF-8 text (byte {exc.start})"]) from None
+            raise SourceError(self.name, [_("not UTF-8 text (byte %(byte)d)") % {"byte": exc.start}]) from None

@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from django.utils.translation import gettext as _
+
 import documents
 from documents.models import Document, DocumentStatus
 from finetune.services.datasets.build import DatasetRefused, DatasetSpec, build_dataset
@@ -25,8 +27,8 @@ def build_sample_dataset(name: str, user, *, generator: str = "offline", per_chu
     missing = sorted(set(codes) - ready)
     if missing:
         shown = ", ".join(missing[:5]) + ("…" if len(missing) > 5 else "")
-        raise DatasetRefused([f"{len(missing)} sample documents are not loaded and ready ({shown}): "
-                              "run manage.py load_samples first."])
+        raise DatasetRefused([_("%(n)d sample documents are not loaded and ready (%(codes)s): run manage.py "
+                                "load_samples first.") % {"n": len(missing), "codes": shown}])
     spec = DatasetSpec(synthetic=generator, synthetic_codes=codes, per_chunk=per_chunk, eval_share=eval_share,
                        seed=seed, exclude_eval_sets=list(exclude_eval_sets or []),
                        description=f"{generator} synthetic queries for the {len(codes)} sample documents")
