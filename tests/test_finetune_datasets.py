@@ -219,17 +219,19 @@ def test_split_never_puts_a_document_query_or_positive_on_both_sides(rows, share
                            fixed_split="eval" if fixed and d == 0 else None) for d, q, p, fixed in rows]
 
     first = make()
-    assign_splits(first, share, seed)
+    info = assign_splits(first, share, seed)
     for key in ("doc_key", "query", "positive"):
         sides = {}
         for r in first:
             sides.setdefault(near_key(getattr(r, key)), set()).add(r.split)
         assert all(len(s) == 1 for s in sides.values()), key
     assert all(r.split == "eval" for r in first if r.fixed_split == "eval")
-    free_docs = {r.doc_key for r in first if r.split == "train"}
-    if share == 0:
-        assert all(r.split == "train" or r.fixed_split for r in first) or any(x.fixed_split for x in first)
-    assert free_docs or all(r.fixed_split for r in first) or share > 0 or not rows
+    if not any(r.fixed_split for r in first):
+        splits = {r.split for r in first}
+        if share == 0:
+            assert splits == {"train"}
+        else:  # a group always stays for training; with two groups or more, one is held out
+            assert "train" in splits and ("eval" in splits) == (info["groups"] >= 2)
     again = make()
     random.Random(0).shuffle(again)  # the order records come in does not matter
     assign_splits(again, share, seed)
@@ -246,3 +248,12 @@ def test_a_train_negative_that_is_an_eval_positive_is_dropped_and_counted():
     assert eval_positives and not any(r.negative in eval_positives for r in recs if r.split == "train")
     assert info["negatives_dropped_for_leakage"] == sum(
         1 for i, r in enumerate(recs) if r.split == "train" and f"p{(i + 1) % 10}" in eval_positives)
+
+
+def test_when_every_group_is_larger_than_the_share_the_smallest_is_held_out():
+    recs = [PairRecord(query=f"q{d}-{i}", positive=f"p{d}-{i}", source="pairs", doc_key=f"d{d}-{i}")
+            for d, n in ((0, 5), (1, 3), (2, 6)) for i in range(n)]
+    for r in recs:  # one query per group joins its documents
+        r.query = "shared " + r.doc_key.split("-")[0]
+    assign_splits(recs, 0.05, 0)  # 14 documents: a target of 1, smaller than any group
+    assert {r.doc_key.split("-")[0] for r in recs if r.split == "eval"} == {"d1"}

@@ -2,9 +2,9 @@
 lists them). Everything that can be checked before any work — the name, the
 options, every line of every imported file, the benchmark file, the chat
 endpoint's configuration — is checked first: a refusal (`DatasetRefused`, with
-every problem) writes nothing. Then the dataset row is created (building) and
-its pairs are written in one transaction: a build that fails half-way leaves
-the row marked failed with the reason and no pairs.
+every problem) writes nothing. Then the dataset row is created (building), the
+pairs are gathered and split, and written in one transaction: a build that
+fails half-way leaves the row marked failed with the reason and no pairs.
 """
 from __future__ import annotations
 
@@ -203,15 +203,17 @@ def build_dataset(name: str, spec: DatasetSpec, user=None, progress: Progress | 
         seed=spec.seed, created_by=user if getattr(user, "is_authenticated", False) else None,
         status_message="reading the sources")
     try:
+        # gathered outside the transaction: a chat endpoint may take hours, and a
+        # transaction held open that long keeps PostgreSQL from vacuuming
+        records, reports = _gather(prepared, spec, user, progress)
+        excluded = len(records)
+        records = [r for r in records if near_key(r.query) not in prepared.excluded_queries]
+        excluded -= len(records)
+        records, merged = splitting.merge_duplicates(records)
+        if progress:
+            progress("splitting", 0, len(records))
+        split = splitting.assign_splits(records, spec.eval_share, spec.seed)
         with transaction.atomic():
-            records, reports = _gather(prepared, spec, user, progress)
-            excluded = len(records)
-            records = [r for r in records if near_key(r.query) not in prepared.excluded_queries]
-            excluded -= len(records)
-            records, merged = splitting.merge_duplicates(records)
-            if progress:
-                progress("splitting", 0, len(records))
-            split = splitting.assign_splits(records, spec.eval_share, spec.seed)
             TrainingPair.objects.bulk_create([
                 TrainingPair(dataset=dataset, query=r.query, positive=r.positive, negative=r.negative,
                              negative_score=r.negative_score, split=r.split, source=r.source, doc_key=r.doc_key[:200],

@@ -6,7 +6,8 @@ no positive and no query is ever on both sides (a question answered by two
 passages, or a boilerplate chunk shared by two documents, would otherwise leak).
 Groups are shuffled with the dataset's seed and moved to eval until the eval
 side holds `eval_share` of the documents (at least one when the share is above
-0 and there are two groups or more). A group with a pair fixed to eval (a
+0 and there are two groups or more: the smallest when every group is larger
+than the share). A group with a pair fixed to eval (a
 benchmark's own val questions) is eval whatever the draw.
 
 After the split, a train pair whose negative is an eval positive loses that
@@ -69,6 +70,8 @@ def assign_splits(records: list[PairRecord], eval_share: float, seed: int) -> di
         if taken + size <= target and len(eval_roots - fixed_eval) < len(free) - 1:
             eval_roots.add(root)
             taken += size
+    if target and not taken and len(free) >= 2:  # every group is larger than the share: hold out the smallest
+        eval_roots.add(min(free, key=lambda root: len(documents[root])))
     for r in records:
         r.split = Split.EVAL if groups.find("d:" + r.doc_key) in eval_roots else Split.TRAIN
     eval_positives = {near_key(r.positive) for r in records if r.split == Split.EVAL}
