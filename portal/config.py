@@ -135,6 +135,17 @@ def parse_database_url(url: str) -> dict[str, Any]:
     }
 
 
+def env_http_url(name: str, help: str) -> str | None:
+    """An http(s) URL of a service the portal calls."""
+    def parse(raw: str) -> str:
+        parts = urlparse(raw.strip())
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("expected an http:// or https:// URL with a host")
+        return raw.strip()
+
+    return _declare(name, "url", None, help, parse)
+
+
 def env_database_url(name: str, help: str) -> dict[str, Any] | None:
     return _declare(name, "url", None, help, parse_database_url)
 

@@ -210,6 +210,18 @@ QUERY_TORCH_THREADS = env.env_int(
     "PORTAL_QUERY_TORCH_THREADS", 1,
     "torch threads for query encoding in web processes (1 is fastest on a busy small machine).", minimum=1)
 
+# --- fine-tuning: synthetic training queries from a chat model ------------------
+CHAT_URL = env.env_http_url(
+    "PORTAL_CHAT_URL", "Base URL of an OpenAI-compatible chat endpoint (e.g. http://llm.internal:8080/v1) that "
+    "writes synthetic training queries for chunks. Unset: only the offline generator is available. Chunk text "
+    "is sent to it.")
+CHAT_MODEL = env.env_str("PORTAL_CHAT_MODEL", None, "Model name sent to the chat endpoint.")
+CHAT_API_KEY = env.env_str("PORTAL_CHAT_API_KEY", None, "Bearer key for the chat endpoint (unset: none sent).")
+CHAT_TIMEOUT = env.env_float("PORTAL_CHAT_TIMEOUT", 60.0, "Seconds to wait for one chat answer.", minimum=1)
+CHAT_RETRIES = env.env_int("PORTAL_CHAT_RETRIES", 2,
+                           "Retries of a chat request after a timeout, a refused connection, 429 or 5xx.",
+                           minimum=0, maximum=10)
+
 # --- Django -----------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -336,6 +348,11 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # several models have a `status` field with its own choices: one schema name each
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "documents.models.DocumentStatus",
+        "DatasetStatusEnum": "finetune.models.DatasetStatus",
+    },
 }
 
 # --- shared cache, rate limits, login lockout (issue 9) --------------------------

@@ -7,6 +7,10 @@ Adding an endpoint is one line in one of the tables below:
 - LISTING_ENDPOINTS: a page or API list; it names exactly the visible documents.
 - SEARCH_ENDPOINTS: a search, run in every mode; each document is found by its
   own text iff it is visible, and nothing invisible is ever found.
+- STAFF_ENDPOINTS: staff-only API endpoints that return content gathered with
+  someone's access (fine-tuning datasets); every principal of the matrix is
+  refused except the superuser (tests/test_finetune_dataset_api.py covers staff
+  with the model permissions: their own datasets only, pairs of visible documents only).
 """
 import json
 import re
@@ -145,6 +149,23 @@ SEARCH_ENDPOINTS = [
     SearchEndpoint("portal search page", "portal", _portal_search),
 ]
 MODES = ["vector", "keyword", "hybrid", "rerank"]
+
+
+@dataclass
+class StaffEndpoint:
+    name: str
+    method: str
+    url: str  # with {dataset}
+    superuser_status: int  # what a superuser gets (a build with no name is a 400: authorised, then refused)
+
+
+STAFF_ENDPOINTS = [
+    StaffEndpoint("finetune datasets list", "get", "/api/v1/finetune/datasets/", 200),
+    StaffEndpoint("finetune dataset detail", "get", "/api/v1/finetune/datasets/{dataset}/", 200),
+    StaffEndpoint("finetune dataset pairs", "get", "/api/v1/finetune/datasets/{dataset}/pairs/", 200),
+    StaffEndpoint("finetune dataset validate", "post", "/api/v1/finetune/datasets/{dataset}/validate/", 200),
+    StaffEndpoint("finetune dataset build", "post", "/api/v1/finetune/datasets/", 400),
+]
 
 
 # --- the world -------------------------------------------------------------------
@@ -324,6 +345,24 @@ def test_search_endpoints_obey_the_matrix_in_every_mode(searchable, name):
                 vote = p.portal.post("/api/v1/feedback", {"search_id": search_id, "document_id": doc.pk,
                                                           "kind": "helpful"})
                 assert vote.status_code == (201 if p.signed_in and doc.pk in found else 404), where
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_staff_endpoints_refuse_everyone_but_staff(world, name):
+    """A dataset built by the superuser from every document: anonymous clients and
+    deactivated accounts get 401, signed-in principals without staff rights 403."""
+    from finetune.services.datasets import DatasetSpec, build_dataset
+
+    docs, people = world
+    process(docs)
+    dataset = build_dataset("all-levels", DatasetSpec(synthetic="offline", eval_share=0), people["superuser"])
+    assert dataset.access_levels == list(LEVELS)
+    p = principal(name, people[name])
+    for endpoint in STAFF_ENDPOINTS:
+        url = endpoint.url.format(dataset=dataset.pk)
+        response = getattr(p.api, endpoint.method)(url, **p.headers)
+        want = 401 if not p.signed_in else endpoint.superuser_status if name == "superuser" else 403
+        assert response.status_code == want, (endpoint.name, name, response.content[:200])
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))

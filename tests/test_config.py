@@ -23,6 +23,7 @@ def run_check(**env):
     ("DATABASE_URL", "mysql://x/y", "only postgres://"),
     ("CELERY_BROKER_URL", "kafka://x", "unsupported broker scheme"),
     ("PORTAL_LANGUAGE", "fr", "must be one of vi, en"),
+    ("PORTAL_CHAT_URL", "ftp://llm.internal/v1", "expected an http:// or https:// URL"),
 ])
 def test_a_bad_value_fails_the_system_check_with_its_name(name, value, reason):
     result = run_check(**{name: value})
