@@ -40,7 +40,9 @@ def sample_corpus(django_db_setup, django_db_blocker, minilm_path):
         keyword_index.rebuild()
         yield
         from documents.models import Tag
+        from search.evaluation.models import EvaluationSet
 
+        EvaluationSet.objects.all().delete()  # load_samples imported the sample corpus's sets
         Document.objects.all().delete()
         space.delete()
         User.objects.all().delete()

@@ -8,3 +8,6 @@ class EvaluationConfig(AppConfig):
     name = "search.evaluation"
     label = "evaluation"
     verbose_name = _("Evaluation")
+
+    def ready(self) -> None:
+        from search.evaluation import receivers  # noqa: F401  (sample corpus → its evaluation sets)

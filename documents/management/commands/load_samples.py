@@ -1,5 +1,7 @@
 """manage.py load_samples — the sample corpus (documents/samples): departments,
-tags and documents with their metadata. Idempotent: files already present are skipped."""
+tags and documents with their metadata; once every sample document is ready,
+its evaluation sets (calibration and guard) through the `samples_loaded`
+hand-off. Idempotent: files already present are skipped, sets that are current kept."""
 from __future__ import annotations
 
 import json
@@ -10,7 +12,8 @@ from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from tqdm import tqdm
 
-from documents.models import Department, Tag
+from documents.models import Department, Document, DocumentStatus, Tag
+from documents.signals import samples_loaded
 from documents.services.intake import UploadMetadata, register_upload
 
 from ._progress import process_here, summary, wait_for_worker
@@ -37,7 +40,7 @@ def load_taxonomy(manifest: dict) -> None:
 
 
 class Command(BaseCommand):
-    help = "Load the sample corpus (departments, tags, documents)."
+    help = "Load the sample corpus (departments, tags, documents) and, once processed, its evaluation sets."
 
     def add_arguments(self, parser):
         parser.add_argument("--sync", action="store_true", help="process here instead of in the worker")
@@ -62,10 +65,27 @@ class Command(BaseCommand):
             else:
                 ids.append(result.document.pk)
         self.stdout.write(f"{len(ids)} sample documents queued, {present} already loaded")
-        if not ids or opts["no_wait"]:
+        if ids and opts["no_wait"]:
+            self.stdout.write("The evaluation sets are imported once the documents are processed: "
+                              "run load_samples again then.")
             return
-        if opts["sync"]:
-            process_here(ids, self.stdout)
-        elif not wait_for_worker(ids, self.stdout, opts["timeout"]):
-            raise CommandError("Timed out waiting for the worker (or use --sync).")
-        self.stdout.write(summary(ids))
+        if ids:
+            if opts["sync"]:
+                process_here(ids, self.stdout)
+            elif not wait_for_worker(ids, self.stdout, opts["timeout"]):
+                raise CommandError("Timed out waiting for the worker (or use --sync).")
+            self.stdout.write(summary(ids))
+        self.hand_off(manifest)
+
+    def hand_off(self, manifest: dict) -> None:
+        """Evaluation sets resolve their answers to chunks: only with every sample ready."""
+        codes = [entry["code"] for entry in manifest["documents"]]
+        not_ready = sorted(set(codes) - set(Document.objects.filter(code__in=codes, status=DocumentStatus.READY)
+                                            .values_list("code", flat=True)))
+        if not_ready:
+            self.stdout.write(f"Evaluation sets not imported: {len(not_ready)} sample documents are not ready "
+                              f"({', '.join(not_ready[:5])}{' …' if len(not_ready) > 5 else ''}).")
+            return
+        for _receiver, lines in samples_loaded.send(sender=self.__class__, samples_dir=SAMPLES):
+            for line in lines or []:
+                self.stdout.write(line)
