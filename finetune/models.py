@@ -161,6 +161,12 @@ class FineTuneJob(models.Model):
     registered_space = models.ForeignKey("search.EmbeddingSpace", null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+", verbose_name=_("registered space"))
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # Liveness (finetune/services/liveness.py): who runs the job (host:pid:token) and when it
+    # was last handed to the queue (the sweep queues a job again only when it is lost).
+    holder = models.CharField(_("worker"), max_length=120, blank=True)
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    history = models.JSONField(_("history"), default=list, blank=True,
+                               help_text=_("Each change of status, when and why."))
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", verbose_name=_("created by"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
