@@ -49,7 +49,8 @@ def prompts_of(model) -> Prompts:
 def transformer_of(model):
     """The Hugging Face model inside the first (Transformer) module."""
     first = model[0]
-    return getattr(first, "auto_model", None) or getattr(first, "model")
+    # sentence-transformers 6 keeps it in `model` (`auto_model` is a read-only alias); older ones in `auto_model`
+    return first.model if "model" in first._modules else first.auto_model
 
 
 def load_for_training(job, device: str):
@@ -81,10 +82,10 @@ def load_for_training(job, device: str):
 
 def _set_transformer(model, inner) -> None:
     first = model[0]
-    if hasattr(first, "auto_model"):
-        first.auto_model = inner
-    else:
+    if "model" in first._modules:
         first.model = inner
+    else:
+        first.auto_model = inner
 
 
 def merge_lora(model) -> None:

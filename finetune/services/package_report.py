@@ -78,8 +78,14 @@ def curve_figure(loss_curve: list, eval_curve: list):
 
 def _rows(entry: dict) -> list[dict]:
     keys = sorted(set(entry["base"]) | set(entry["fine_tuned"]), key=_metric_order)
-    return [{"metric": k, "base": entry["base"].get(k), "tuned": entry["fine_tuned"].get(k),
-             "delta": entry["delta"].get(k)} for k in keys]
+    rows = []
+    for k in keys:
+        delta = entry["delta"].get(k)
+        rows.append({"metric": k, "base": entry["base"].get(k), "tuned": entry["fine_tuned"].get(k), "delta": delta,
+                     "base_text": _f(entry["base"].get(k)), "tuned_text": _f(entry["fine_tuned"].get(k)),
+                     "delta_text": _f(delta, True),
+                     "trend": "up" if (delta or 0) > 0 else "down" if (delta or 0) < 0 else ""})
+    return rows
 
 
 def write_html(path: Path, job, args: dict, performance: dict) -> None:
