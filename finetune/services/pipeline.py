@@ -39,7 +39,12 @@ def run_job(job_id: int, *, after_outage: bool = False) -> str:
     if job is None or not job.is_active:
         return "nothing to do"
     beat = JobHeartbeat(job.pk, new_holder())
-    if not beat.acquire(wait=2.0):
+    try:
+        acquired = beat.acquire(wait=2.0)
+    finally:
+        if not beat.lock.held:
+            beat.stop()  # ends the lock's session
+    if not acquired:
         return "running on another worker"
     try:
         job.refresh_from_db()
