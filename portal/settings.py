@@ -372,6 +372,9 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_SETTINGS": {"deepLinking": True, "validatorUrl": None},
     "REDOC_DIST": "SIDECAR",
     "COMPONENT_SPLIT_REQUEST": True,
+    # Two models have a `status` choice: documents and fine-tuning jobs.
+    "ENUM_NAME_OVERRIDES": {"DocumentStatusEnum": "documents.models.DocumentStatus",
+                            "FineTuneJobStatusEnum": "finetune.models.JobStatus"},
 }
 
 # --- shared cache, rate limits, login lockout (issue 9) --------------------------
