@@ -155,8 +155,9 @@ class FineTuneJobAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("history"))
     def history_list(self, obj):
-        return format_html("<pre>{}</pre>", "\n".join(f"{e['at']}  {e['status']}  {e['reason']}"
-                                                      for e in obj.history or []))
+        return format_html("<pre>{}</pre>", "\n".join(
+            f"{e['at']}  {e['status']}  {gettext(e['reason']) if e.get('reason') else ''}"
+            + (f" ({e['detail']})" if e.get("detail") else "") for e in obj.history or []))
 
     # --- live fragment -------------------------------------------------------------
 

@@ -21,6 +21,10 @@ class IsActiveStaff(permissions.IsAdminUser):
 
 class FineTuneJobSerializer(serializers.ModelSerializer):
     status_label = serializers.CharField(source="get_status_display", read_only=True)
+    step = serializers.CharField(source="status_message", read_only=True,
+                                 help_text="The current step as a stable key (English), e.g. 'Training'.")
+    status_message = serializers.CharField(source="status_message_display", read_only=True,
+                                           help_text="The current step in the request's language.")
     base_space = serializers.SlugRelatedField(slug_field="name", read_only=True)
     dataset = serializers.SlugRelatedField(slug_field="name", read_only=True)
     guard_sets = serializers.SlugRelatedField(slug_field="name", many=True, read_only=True)
@@ -29,7 +33,7 @@ class FineTuneJobSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = FineTuneJob
-        fields = ["id", "name", "status", "status_label", "status_message", "error", "cancel_requested",
+        fields = ["id", "name", "status", "status_label", "step", "status_message", "error", "cancel_requested",
                   "base_space", "base_model_path", "dataset", "guard_sets", *jobs.OPTIONS, "progress", "device",
                   "attempts", "package_dir", "registered_space", "created_by", "created_at", "started_at",
                   "heartbeat_at", "finished_at"]

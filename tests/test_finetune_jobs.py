@@ -4,6 +4,7 @@ sweep and the attempt limit."""
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from django.db import IntegrityError, transaction
@@ -108,7 +109,8 @@ def test_a_job_nobody_runs_is_cancelled_at_once_and_an_ended_one_cannot_be(tiny_
     jobs.request_cancel(job, by=django_user_model.objects.create(username="boss"))
     job.refresh_from_db()
     assert job.status == JobStatus.CANCELLED and job.finished_at and job.cancel_requested
-    assert "cancelled by boss" in job.history[-1]["reason"]
+    assert job.history[-1]["detail"] == "cancelled by boss"
+    assert job.history[-1]["reason"] == "Cancelled before a worker started it"
     assert not jobs.work_dir(job.name).exists()
     with pytest.raises(jobs.JobError, match="has ended"):
         jobs.request_cancel(job)
@@ -122,7 +124,7 @@ def test_a_running_job_is_only_asked_to_stop(tiny_model_path, dataset):
         jobs.request_cancel(job)
     job.refresh_from_db()
     assert job.status == JobStatus.TRAINING and job.cancel_requested
-    assert "stopping at the next step" in job.status_message
+    assert job.status_message == "Cancel requested; stopping at the next step"
 
 
 def test_a_job_that_was_not_a_success_cannot_be_registered(tiny_model_path, dataset):
@@ -194,3 +196,21 @@ def test_a_job_held_by_another_worker_is_left_alone(tiny_model_path, dataset):
         assert pipeline.run_job(job.pk) == "running on another worker"
     job.refresh_from_db()
     assert job.attempts == 0 and job.status == JobStatus.QUEUED
+
+
+def test_jobs_run_on_the_finetune_queue_and_the_sweep_on_the_control_queue(settings):
+    from tests.conftest import _purge_queue
+    from finetune.tasks import recover_stale_finetune_jobs_task, run_finetune_job_task
+    from portal import tasking
+
+    _purge_queue()
+    try:
+        assert tasking.send(run_finetune_job_task, 1) and tasking.send(recover_stale_finetune_jobs_task)
+        assert tasking.queue_length(settings.TASK_QUEUES["finetune"]) == 1
+        assert tasking.queue_length(settings.CELERY_TASK_DEFAULT_QUEUE) == 1
+    finally:
+        _purge_queue()
+    assert settings.CELERY_BEAT_SCHEDULE["recover-stale-finetune-jobs"]["task"] == recover_stale_finetune_jobs_task.name
+    assert run_finetune_job_task.acks_late and run_finetune_job_task.reject_on_worker_lost
+    run_script = (Path(__file__).resolve().parent.parent / "bin" / "run").read_text()
+    assert '$QUEUE.finetune' in run_script, "no worker of bin/run takes fine-tuning jobs"

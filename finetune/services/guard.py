@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable
 
+from finetune.models import JobStep
 from search.evaluation import compare, runner
 from search.models import EmbeddingSpace
 from search.services import embedding, encoders, spaces
@@ -47,14 +48,14 @@ def evaluate_on_sets(job, model_path: str, label: str, sets, *, check: Callable[
         def embedded(done: int, total: int) -> None:
             check()
             if progress:
-                progress(f"embedding the portal's chunks with the {label} model", done, total)
+                progress(JobStep.EMBEDDING_GUARD, done, total)
 
         embedding.backfill(space, progress=embedded)
         out = {}
         for n, evaluation_set in enumerate(sets, start=1):
             check()
             if progress:
-                progress(f"guard set {evaluation_set.name} ({label})", n - 1, len(sets))
+                progress(JobStep.GUARD_SET, n - 1, len(sets))
             run = runner.evaluate(evaluation_set, space, MODE, depth=DEPTH, name=f"finetune-{job.name}",
                                   measure=False, created_by=job.created_by,
                                   progress=lambda done, total: check())

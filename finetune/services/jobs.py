@@ -17,7 +17,7 @@ from django.db import IntegrityError, transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from finetune.models import ACTIVE_JOB_STATUSES, DatasetStatus, FineTuneJob, JobStatus, Loss, TrainingDataset
+from finetune.models import ACTIVE_JOB_STATUSES, DatasetStatus, FineTuneJob, JobStatus, JobStep, Loss, TrainingDataset
 
 log = logging.getLogger(__name__)
 
@@ -130,7 +130,7 @@ def create_job(*, name: str, dataset: TrainingDataset, base_space=None, base_mod
         with transaction.atomic():
             job = FineTuneJob.objects.create(name=name, dataset=dataset, base_space=base_space,
                                              base_model_path=folder, base_key=key, created_by=created_by,
-                                             history=[_event(JobStatus.QUEUED, "created")], **options)
+                                             history=[_event(JobStatus.QUEUED, JobStep.CREATED)], **options)
             if guard_sets:
                 job.guard_sets.set(guard_sets)
     except IntegrityError as exc:
@@ -161,20 +161,21 @@ def enqueue(job: FineTuneJob) -> bool:
     if sent:
         FineTuneJob.objects.filter(pk=job.pk).update(queued_at=timezone.now())
     else:
-        FineTuneJob.objects.filter(pk=job.pk).update(
-            status_message="waiting for the task queue (the job starts when it is back)")
+        FineTuneJob.objects.filter(pk=job.pk).update(status_message=JobStep.WAITING_FOR_QUEUE)
     return sent
 
 
-def _event(status: str, reason: str) -> dict:
-    return {"at": timezone.now().isoformat(timespec="seconds"), "status": str(status), "reason": reason[:500]}
+def _event(status: str, reason: str, detail: str = "") -> dict:
+    return {"at": timezone.now().isoformat(timespec="seconds"), "status": str(status), "reason": reason,
+            "detail": detail[:500]}
 
 
-def transition(job: FineTuneJob, status: str, reason: str = "", **fields) -> FineTuneJob:
-    """Move the job to `status`, recording why (status_message and the history)."""
+def transition(job: FineTuneJob, status: str, reason: str, detail: str = "", **fields) -> FineTuneJob:
+    """Move the job to `status`, recording why: `reason` is a JobStep msgid (status_message and
+    the history), `detail` what varies (who, where)."""
     job.status = status
-    job.status_message = (reason or "")[:200]
-    job.history = (list(job.history or []) + [_event(status, reason)])[-HISTORY_KEPT:]
+    job.status_message = reason[:200]
+    job.history = (list(job.history or []) + [_event(status, reason, detail)])[-HISTORY_KEPT:]
     for name, value in fields.items():
         setattr(job, name, value)
     FineTuneJob.objects.filter(pk=job.pk).update(status=status, status_message=job.status_message,
@@ -182,9 +183,9 @@ def transition(job: FineTuneJob, status: str, reason: str = "", **fields) -> Fin
     return job
 
 
-def finish(job: FineTuneJob, status: str, reason: str, *, error: str = "") -> FineTuneJob:
+def finish(job: FineTuneJob, status: str, reason: str, detail: str = "", *, error: str = "") -> FineTuneJob:
     """End the job (succeeded, failed or cancelled); its work folder goes."""
-    transition(job, status, reason, error=error, finished_at=timezone.now(), holder="")
+    transition(job, status, reason, detail, error=error, finished_at=timezone.now(), holder="")
     remove_work(job)
     return job
 
@@ -212,9 +213,9 @@ def request_cancel(job: FineTuneJob, *, by=None) -> FineTuneJob:
         if lock.try_acquire():
             job.refresh_from_db()
             if job.is_active:  # nobody runs it: cancel now
-                finish(job, JobStatus.CANCELLED, f"cancelled by {who} before a worker started it")
+                finish(job, JobStatus.CANCELLED, JobStep.CANCELLED_BEFORE_START, f"cancelled by {who}")
             return job
-    transition(job, job.status, f"cancel requested by {who}; stopping at the next step")
+    transition(job, job.status, JobStep.CANCEL_REQUESTED, f"requested by {who}")
     return job
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from finetune.models import FineTuneJob, JobStatus
+from finetune.models import FineTuneJob, JobStatus, JobStep
 from finetune.services import batches, guard, heldout, jobs, model_setup, package, training
 from finetune.services.liveness import Cancelled, JobHeartbeat, TakenOver, new_holder
 from finetune.services.progress import Reporter
@@ -51,12 +51,12 @@ def run_job(job_id: int, *, after_outage: bool = False) -> str:
         if not job.is_active:
             return "nothing to do"
         if job.cancel_requested:
-            jobs.finish(job, JobStatus.CANCELLED, "cancelled before it started")
+            jobs.finish(job, JobStatus.CANCELLED, JobStep.CANCELLED_BEFORE_START)
             return "cancelled"
         attempts = job.attempts if after_outage and job.attempts else job.attempts + 1
         if attempts > settings.FINETUNE_MAX_ATTEMPTS:
             guard.drop_temporary_spaces(job)
-            jobs.finish(job, JobStatus.FAILED, "gave up", error=(
+            jobs.finish(job, JobStatus.FAILED, JobStep.GAVE_UP, error=(
                 f"Gave up after {job.attempts} attempts: the worker running this job stopped each time "
                 f"(killed, out of memory?). Last step: {job.status_message or job.status}."))
             return "gave up"
@@ -71,12 +71,12 @@ def run_job(job_id: int, *, after_outage: bool = False) -> str:
         return "succeeded"
     except Cancelled:
         guard.drop_temporary_spaces(job)
-        jobs.finish(job, JobStatus.CANCELLED, "cancelled; training stopped and its partial work was removed")
+        jobs.finish(job, JobStatus.CANCELLED, JobStep.CANCELLED)
         return "cancelled"
     except TakenOver:
         return "taken over"
     except DatasetInvalid as exc:
-        jobs.finish(job, JobStatus.FAILED, "the dataset has validation errors", error=str(exc))
+        jobs.finish(job, JobStatus.FAILED, JobStep.INVALID_DATASET, error=str(exc))
         return "failed"
     except Exception as exc:
         if is_transient(exc):
@@ -86,7 +86,7 @@ def run_job(job_id: int, *, after_outage: bool = False) -> str:
         try:
             guard.drop_temporary_spaces(job)
         finally:
-            jobs.finish(job, JobStatus.FAILED, "failed", error=f"{type(exc).__name__}: {exc}")
+            jobs.finish(job, JobStatus.FAILED, JobStep.FAILED, error=f"{type(exc).__name__}: {exc}")
         return "failed"
     finally:
         beat.stop()
@@ -108,7 +108,7 @@ def _phases(job: FineTuneJob, reporter: Reporter, device: str) -> None:
     work.mkdir(parents=True, exist_ok=True)
     dataset = job.dataset
     if "validated" not in done:
-        jobs.transition(job, JobStatus.VALIDATING, "validating the dataset")
+        jobs.transition(job, JobStatus.VALIDATING, JobStep.VALIDATING)
         report = validation.validate_dataset(dataset, job.base_model_path, job.max_length)
         FineTuneJob.objects.filter(pk=job.pk).update(validation=report)
         job.validation = report
@@ -118,45 +118,45 @@ def _phases(job: FineTuneJob, reporter: Reporter, device: str) -> None:
         _done(job, "validated")
     reporter.check()
     if job.mine_negatives and "mined" not in done:
-        jobs.transition(job, JobStatus.MINING, "mining hard negatives with the base model")
+        jobs.transition(job, JobStatus.MINING, JobStep.MINING)
         changed = negatives.mine_hard_negatives(
             dataset, job.base_model_path, margin=job.negative_margin,
-            progress=lambda n, total: (reporter.check(), reporter.phase("mining", n, total)))
+            progress=lambda n, total: (reporter.check(), reporter.phase(JobStep.MINING, n, total)))
         _done(job, "mined", mined_negatives=changed)
     eval_data = batches.load_eval(dataset)
     guard_sets = list(job.guard_sets.order_by("name"))
     if "base_evaluated" not in done:
-        jobs.transition(job, JobStatus.EVALUATING, "evaluating the base model")
+        jobs.transition(job, JobStatus.EVALUATING, JobStep.EVALUATING_BASE)
         _done(job, "base_evaluated", base=_evaluate(job, job.base_model_path, "base", eval_data, guard_sets,
                                                     reporter, device))
     trained = work / TRAINED
     if not model_setup.is_saved_model(trained):
-        jobs.transition(job, JobStatus.TRAINING, "training")
+        jobs.transition(job, JobStatus.TRAINING, JobStep.TRAINING)
         _done(job, "trained", training=_train(job, reporter, device, eval_data, work))
     reporter.check()
     if "tuned_evaluated" not in done:
-        jobs.transition(job, JobStatus.EVALUATING, "evaluating the fine-tuned model")
+        jobs.transition(job, JobStatus.EVALUATING, JobStep.EVALUATING_TUNED)
         _done(job, "tuned_evaluated", tuned=_evaluate(job, str(trained), "tuned", eval_data, guard_sets, reporter,
                                                       device))
     reporter.check()
-    jobs.transition(job, JobStatus.PACKAGING, "writing the package")
+    jobs.transition(job, JobStatus.PACKAGING, JobStep.PACKAGING)
     job.refresh_from_db()
     folder = package.write_package(job, trained, guard_sets)
     FineTuneJob.objects.filter(pk=job.pk).update(package_dir=str(folder))
     job.package_dir = str(folder)
-    jobs.finish(job, JobStatus.SUCCEEDED, f"package written to {folder}")
+    jobs.finish(job, JobStatus.SUCCEEDED, JobStep.SUCCEEDED, str(folder))
 
 
 def _evaluate(job, model_path: str, label: str, eval_data, guard_sets, reporter: Reporter, device: str) -> dict:
     from sentence_transformers import SentenceTransformer
 
     started = time.monotonic()
-    reporter.phase(f"evaluating the {label} model on the eval split")
+    reporter.phase(JobStep.EVAL_SPLIT, model=label)
     model = SentenceTransformer(model_path, device=device, local_files_only=True)
     held_out = heldout.ranking_scores(model, eval_data, check=reporter.check)
     del model
     on_sets = guard.evaluate_on_sets(job, model_path, label, guard_sets, check=reporter.check,
-                                     progress=lambda what, n, total: reporter.phase(what, n, total))
+                                     progress=lambda what, n, total: reporter.phase(what, n, total, model=label))
     return {"heldout": held_out, "guard": on_sets, "seconds": round(time.monotonic() - started, 1)}
 
 

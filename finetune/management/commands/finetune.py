@@ -135,7 +135,7 @@ class Command(BaseCommand):
     def do_status(self, name, **_):
         job = _job(name)
         p = job.progress or {}
-        self.stdout.write(f"{job.name}: {job.status} — {job.status_message}")
+        self.stdout.write(f"{job.name}: {job.status} — {job.status_message_display}")
         if p.get("total_steps"):
             eta = f", ETA {p['eta_seconds']} s" if p.get("eta_seconds") is not None and job.is_active else ""
             self.stdout.write(f"  step {p.get('step')}/{p['total_steps']}, epoch {p.get('epoch')}, loss {p.get('loss')}, "
@@ -149,7 +149,7 @@ class Command(BaseCommand):
 
     def do_cancel(self, name, **_):
         job = jobs.request_cancel(_job(name))
-        self.stdout.write(f"{job.name}: {job.status} — {job.status_message}")
+        self.stdout.write(f"{job.name}: {job.status} — {job.status_message_display}")
 
     def do_register(self, name, space_name=None, **_):
         space = jobs.register_package(_job(name), space_name=space_name)
