@@ -80,6 +80,17 @@ class FineTuneJobAdmin(admin.ModelAdmin):
     def has_view_permission(self, request, obj=None):
         return super().has_view_permission(request, obj) or super().has_change_permission(request, obj)
 
+    def has_delete_permission(self, request, obj=None):
+        # A running job is cancelled, not deleted (its worker would go on writing to nothing).
+        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_active)
+
+    def delete_queryset(self, request, queryset):
+        active = [job.name for job in queryset if job.is_active]
+        if active:
+            self.message_user(request, gettext("Running jobs are not deleted; cancel them first: %(names)s")
+                              % {"names": ", ".join(active)}, messages.WARNING)
+        super().delete_queryset(request, queryset.exclude(pk__in=[j.pk for j in queryset if j.is_active]))
+
     def get_form(self, request, obj=None, **kwargs):
         if obj is None:
             kwargs["form"] = FineTuneJobCreateForm

@@ -3,6 +3,7 @@ status, loss curve, actions), the API and `manage.py finetune`."""
 from __future__ import annotations
 
 import io
+from pathlib import Path
 import json
 
 import pytest
@@ -29,7 +30,7 @@ def _var_in_tmp(settings, tmp_path, monkeypatch):
 
 @pytest.fixture
 def admin_client():
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the messages checked below are the English ones
     client.force_login(f.user("root", is_superuser=True, is_staff=True))
     return client
 
@@ -90,14 +91,14 @@ def test_admin_actions_cancel_and_register(admin_client, tiny_model_path):
 
 
 def test_staff_without_the_model_permission_cannot_open_the_admin(tiny_model_path):
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the messages checked below are the English ones
     client.force_login(f.user("clerk", is_staff=True))
     assert client.get("/admin/finetune/finetunejob/").status_code == 403
 
 
 @pytest.fixture
 def api():
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the messages checked below are the English ones
     client.force_login(f.user("operator", is_staff=True))
     return client
 
@@ -166,3 +167,23 @@ def test_the_command_runs_a_job_here_and_reports_registers_and_lists(tiny_model_
     with pytest.raises(CommandError, match="already running"):
         jobs.create_job(name="blocker", dataset=dataset, base_model_path=tiny_model_path)
         call_command("finetune", "run", "other", "--dataset", dataset.name, "--base-model", tiny_model_path)
+
+
+def test_a_base_space_can_be_chosen_instead_of_a_folder_and_running_jobs_are_not_deleted(admin_client,
+                                                                                          tiny_model_path):
+    from search.services import spaces
+
+    space = spaces.create_space("tiny", tiny_model_path)
+    dataset = make_dataset()
+    response = admin_client.post("/admin/finetune/finetunejob/add/",
+                                 form_data("", dataset, base_space=space.pk, name="on-space"))
+    assert response.status_code == 302
+    job = FineTuneJob.objects.get(name="on-space")
+    assert job.base_space == space and job.base_model_path == str(Path(tiny_model_path).resolve())
+    admin_client.post("/admin/finetune/finetunejob/", {"action": "delete_selected", "_selected_action": [job.pk],
+                                                       "post": "yes"})
+    assert FineTuneJob.objects.filter(pk=job.pk).exists(), "a running job was deleted"
+    FineTuneJob.objects.filter(pk=job.pk).update(status=JobStatus.FAILED)
+    admin_client.post("/admin/finetune/finetunejob/", {"action": "delete_selected", "_selected_action": [job.pk],
+                                                       "post": "yes"})
+    assert not FineTuneJob.objects.filter(pk=job.pk).exists()

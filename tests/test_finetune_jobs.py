@@ -21,8 +21,12 @@ pytestmark = pytest.mark.django_db
 
 @pytest.fixture(autouse=True)
 def _var_in_tmp(settings, tmp_path):
+    from django.utils import translation
+
     settings.VAR_DIR = tmp_path / "var"
     settings.FINETUNE_PACKAGE_DIR = tmp_path / "var" / "models"
+    with translation.override("en"):  # the refusals below are matched in English
+        yield
 
 
 @pytest.fixture
@@ -100,6 +104,14 @@ def test_bases_datasets_and_names_that_cannot_work_are_refused(tiny_model_path, 
     with pytest.raises(jobs.JobError, match="Unknown options"):
         job_on(tiny_model_path, dataset, nonsense=1)
     assert not FineTuneJob.objects.exists()
+
+
+def test_refusals_are_in_the_request_s_language(tiny_model_path, dataset):
+    from django.utils import translation
+
+    job_on(tiny_model_path, dataset)
+    with translation.override("vi"), pytest.raises(jobs.JobError, match="Đang có tác vụ tinh chỉnh"):
+        job_on(tiny_model_path, dataset, name="second")
 
 
 def test_a_job_nobody_runs_is_cancelled_at_once_and_an_ended_one_cannot_be(tiny_model_path, dataset,
