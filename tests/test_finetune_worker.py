@@ -63,22 +63,26 @@ def test_a_killed_worker_s_job_resumes_from_its_checkpoint_on_another_worker(sta
     names.append("survivor")
     first = start_worker(**env)
     job = jobs.create_job(name="survivor", dataset=make_dataset(repeats=5), base_model_path=tiny_model_path,
-                          epochs=12, batch_size=4, eval_every_steps=10**5, learning_rate=1e-3)
-    checkpoint = jobs.work_dir(job.name) / checkpoints.CHECKPOINT
-    wait_until(lambda: checkpoint.exists() and checkpoints.load(checkpoint.parent)["step"] >= 3, 240, 0.1,
-               message="a checkpoint")
-    wait_until(lambda: job_row(job).progress.get("step", 0) > checkpoints.load(checkpoint.parent)["step"], 30, 0.05,
+                          epochs=30, batch_size=4, eval_every_steps=10**5, learning_rate=1e-3)
+    work = jobs.work_dir(job.name)
+
+    def saved_step() -> int:
+        saved = checkpoints.load(work) if work.exists() else None
+        return saved["step"] if saved else -1
+
+    wait_until(lambda: saved_step() >= 3, 240, 0.1, message="a checkpoint")
+    wait_until(lambda: job_row(job).progress.get("step", 0) > saved_step(), 30, 0.05,
                message="a step after the checkpoint")
     first.kill()
     killed = job_row(job)
-    saved = checkpoints.load(checkpoint.parent)["step"]
+    saved = saved_step()
     assert killed.status == JobStatus.TRAINING, "killed after training was done"
     total = killed.progress["total_steps"]
     assert killed.progress["step"] < total
 
     start_worker(**env)  # its start-up sweep finds the job (lock gone, heartbeat stale)
     done = wait_until(lambda: job_row(job).status not in ("queued", "validating", "evaluating", "training",
-                                                          "packaging") and job_row(job), 300, 0.5,
+                                                          "packaging") and job_row(job), 400, 0.5,
                       message="the other worker to finish the job")
     assert done.status == JobStatus.SUCCEEDED, done.error
     assert done.attempts == 2
