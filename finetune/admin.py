@@ -75,10 +75,8 @@ class FineTuneJobAdmin(admin.ModelAdmin):
         css = {"all": ("portal/portal.css",)}
 
     def has_change_permission(self, request, obj=None):
+        # A job is not edited after it is created (its page is read-only); the actions need the permission.
         return False if obj is not None else super().has_change_permission(request, obj)
-
-    def has_view_permission(self, request, obj=None):
-        return super().has_view_permission(request, obj) or super().has_change_permission(request, obj)
 
     def has_delete_permission(self, request, obj=None):
         # A running job is cancelled, not deleted (its worker would go on writing to nothing).

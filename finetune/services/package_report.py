@@ -52,7 +52,7 @@ def metrics_figure(label: str, entry: dict):
     ax.set_xticks(x, keys)
     ax.set_ylim(0, 1.15)
     ax.set_title(f"Base vs fine-tuned: {label}")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=2)
     ax.grid(axis="y", alpha=0.3)
     return fig
 
