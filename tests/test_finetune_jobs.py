@@ -226,3 +226,41 @@ def test_jobs_run_on_the_finetune_queue_and_the_sweep_on_the_control_queue(setti
     assert run_finetune_job_task.acks_late and run_finetune_job_task.reject_on_worker_lost
     run_script = (Path(__file__).resolve().parent.parent / "bin" / "run").read_text()
     assert '$QUEUE.finetune' in run_script, "no worker of bin/run takes fine-tuning jobs"
+
+
+def test_an_outage_is_retried_as_the_same_attempt_and_a_bug_is_not_retried(monkeypatch, settings):
+    from django.db import OperationalError
+
+    from finetune.services import pipeline as pipeline_module
+    from finetune.tasks import run_finetune_job_task
+
+    settings.TASK_MAX_RETRIES = 3
+    calls = []
+
+    def database_down(job_id, **kwargs):
+        calls.append(kwargs)
+        raise OperationalError("connection to server on socket failed: No such file or directory")
+
+    monkeypatch.setattr(pipeline_module, "run_job", database_down)
+    assert run_finetune_job_task.apply(args=(7,)).get() == "gave up"  # eager: each retry runs at once
+    assert calls == [{"after_outage": False}] + [{"after_outage": True}] * 3
+
+    def bug(job_id, **kwargs):
+        calls.append(kwargs)
+        raise KeyError("bug")
+
+    calls.clear()
+    monkeypatch.setattr(pipeline_module, "run_job", bug)
+    with pytest.raises(KeyError):
+        run_finetune_job_task.apply(args=(7,)).get()
+    assert len(calls) == 1
+
+
+def test_a_retry_after_an_outage_does_not_count_an_attempt(tiny_model_path, dataset, monkeypatch):
+    job = job_on(tiny_model_path, dataset)
+    FineTuneJob.objects.filter(pk=job.pk).update(attempts=1, status=JobStatus.TRAINING)
+    monkeypatch.setattr(pipeline, "_phases", lambda *a: None)
+    pipeline.run_job(job.pk, after_outage=True)
+    assert FineTuneJob.objects.get(pk=job.pk).attempts == 1
+    pipeline.run_job(job.pk)
+    assert FineTuneJob.objects.get(pk=job.pk).attempts == 2
