@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
-from django.utils.translation import gettext_lazy as _
+from django.utils.translation import gettext, gettext_lazy as _, gettext_noop
 
 
 class DatasetStatus(models.TextChoices):
@@ -103,6 +103,32 @@ ACTIVE_JOB_STATUSES = (JobStatus.QUEUED, JobStatus.VALIDATING, JobStatus.MINING,
                        JobStatus.EVALUATING, JobStatus.PACKAGING)
 
 
+class JobStep:
+    """What `FineTuneJob.status_message` (and each history entry's `reason`) holds:
+    stable English msgids, translated when shown (`status_message_display`).
+    Details that vary (who, which folder) go to the history entry's `detail`."""
+
+    CREATED = gettext_noop("Created")
+    WAITING_FOR_QUEUE = gettext_noop("Waiting for the task queue (the job starts when it is back)")
+    VALIDATING = gettext_noop("Validating the dataset")
+    MINING = gettext_noop("Mining hard negatives with the base model")
+    EVALUATING_BASE = gettext_noop("Evaluating the base model")
+    TRAINING = gettext_noop("Training")
+    EVALUATING_TUNED = gettext_noop("Evaluating the fine-tuned model")
+    PACKAGING = gettext_noop("Writing the package")
+    SUCCEEDED = gettext_noop("Package written")
+    CANCEL_REQUESTED = gettext_noop("Cancel requested; stopping at the next step")
+    CANCELLED_BEFORE_START = gettext_noop("Cancelled before a worker started it")
+    CANCELLED = gettext_noop("Cancelled; training stopped and its partial work was removed")
+    INVALID_DATASET = gettext_noop("The dataset has validation errors")
+    FAILED = gettext_noop("Failed")
+    GAVE_UP = gettext_noop("Gave up: its worker stopped too often")
+    # progress phases (progress["phase"])
+    EVAL_SPLIT = gettext_noop("Evaluating on the eval split")
+    EMBEDDING_GUARD = gettext_noop("Embedding the portal's chunks for the guard sets")
+    GUARD_SET = gettext_noop("Evaluating a guard set")
+
+
 class Loss(models.TextChoices):
     MNRL = "mnrl", _("MultipleNegativesRankingLoss")
     CACHED_MNRL = "cached_mnrl", _("CachedMultipleNegativesRankingLoss (large effective batch)")
@@ -161,6 +187,12 @@ class FineTuneJob(models.Model):
     registered_space = models.ForeignKey("search.EmbeddingSpace", null=True, blank=True, on_delete=models.SET_NULL,
                                          related_name="+", verbose_name=_("registered space"))
     attempts = models.PositiveSmallIntegerField(_("attempts"), default=0)
+    # Liveness (finetune/services/liveness.py): who runs the job (host:pid:token) and when it
+    # was last handed to the queue (the sweep queues a job again only when it is lost).
+    holder = models.CharField(_("worker"), max_length=120, blank=True)
+    queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
+    history = models.JSONField(_("history"), default=list, blank=True,
+                               help_text=_("Each change of status, when and why."))
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                                    related_name="+", verbose_name=_("created by"))
     created_at = models.DateTimeField(_("created"), auto_now_add=True, db_index=True)
@@ -183,3 +215,8 @@ class FineTuneJob(models.Model):
     @property
     def is_active(self) -> bool:
         return self.status in ACTIVE_JOB_STATUSES
+
+    @property
+    def status_message_display(self) -> str:
+        """The current step in the active language (stored as a msgid)."""
+        return gettext(self.status_message) if self.status_message else ""

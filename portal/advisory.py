@@ -8,7 +8,8 @@ without waiting for a timeout:
 
 - ingestion: a worker holds (INGEST, document id) while it processes a document;
 - embedding: (EMBED_BASE + space id, document id) while it writes a document's vectors;
-- beat: (BEAT, 0) while it is the one scheduler that sends periodic tasks.
+- beat: (BEAT, 0) while it is the one scheduler that sends periodic tasks;
+- fine-tuning: (FINETUNE, job id) while a worker runs a fine-tuning job.
 
 The connection sets TCP keepalives, so a worker on another machine that vanished
 (no FIN, no RST) loses its session within about a minute too. On a Unix socket
@@ -29,6 +30,7 @@ log = logging.getLogger(__name__)
 # First key of the two-key lock form (pg_locks: classid; the second key is objid).
 INGEST = 1
 BEAT = 2
+FINETUNE = 3
 EMBED_BASE = 1_000_000  # + space id
 
 

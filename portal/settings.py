@@ -96,6 +96,7 @@ CELERY_TASK_ROUTES = {
     "search.tasks.embed_document_task": {"queue": TASK_QUEUES["embed"]},
     "search.tasks.backfill_space_task": {"queue": TASK_QUEUES["embed"]},
     "search.evaluation.tasks.evaluation_run_task": {"queue": TASK_QUEUES["finetune"]},
+    "finetune.tasks.run_finetune_job_task": {"queue": TASK_QUEUES["finetune"]},
 }
 # Time limits: the soft limit raises inside the task (the document is failed with the limit
 # in its reason); the hard limit kills the worker process 30 s later if the soft one is ignored.
@@ -117,6 +118,7 @@ CELERY_TASK_ANNOTATIONS = {
     "search.tasks.index_keywords_task": {"soft_time_limit": EMBED_TIME_LIMIT, "time_limit": EMBED_TIME_LIMIT + 30},
     "documents.tasks.recover_stale_documents_task": {"soft_time_limit": 120, "time_limit": 150},
     "search.tasks.recover_missing_vectors_task": {"soft_time_limit": 120, "time_limit": 150},
+    "finetune.tasks.recover_stale_finetune_jobs_task": {"soft_time_limit": 120, "time_limit": 150},
 }
 # Outages: a task that meets an unreachable database or broker is retried with exponential
 # backoff (1 s, 2 s, 4 s … capped), for long enough to ride out an outage of several minutes;
@@ -154,7 +156,41 @@ CELERY_BEAT_SCHEDULE = {
                                 "schedule": float(RECOVERY_SWEEP_SECONDS)},
     "recover-missing-vectors": {"task": "search.tasks.recover_missing_vectors_task",
                                 "schedule": float(RECOVERY_SWEEP_SECONDS)},
+    "recover-stale-finetune-jobs": {"task": "finetune.tasks.recover_stale_finetune_jobs_task",
+                                    "schedule": float(RECOVERY_SWEEP_SECONDS)},
 }
+
+# --- fine-tuning ------------------------------------------------------------
+# A job runs for minutes to hours on the finetune queue: no time limit. While it runs, its
+# worker holds the job's advisory lock and renews heartbeat_at; a job whose worker died is
+# queued again by the sweep and resumes from its last checkpoint.
+FINETUNE_HEARTBEAT_SECONDS = env.env_int(
+    "PORTAL_FINETUNE_HEARTBEAT_SECONDS", 10,
+    "Seconds between two heartbeats of a running fine-tuning job (also how soon its worker notices a cancel "
+    "while it is not between training steps).", minimum=1)
+FINETUNE_LEASE_SECONDS = env.env_int(
+    "PORTAL_FINETUNE_LEASE_SECONDS", 600,
+    "A running fine-tuning job with no heartbeat for this long is taken over even if its lock still looks held "
+    "(a worker machine that vanished).", minimum=2)
+FINETUNE_MAX_ATTEMPTS = env.env_int(
+    "PORTAL_FINETUNE_MAX_ATTEMPTS", 3,
+    "Times a fine-tuning job is started (its worker died each time before) before it is failed.", minimum=1)
+FINETUNE_CHECKPOINT_SECONDS = env.env_int(
+    "PORTAL_FINETUNE_CHECKPOINT_SECONDS", 300,
+    "A training run writes a checkpoint (model, optimizer, scheduler, step, random state) at most this often, "
+    "and at every evaluation; a killed worker loses at most this much training. 0: after every step.",
+    minimum=0)
+FINETUNE_PROGRESS_SECONDS = env.env_float(
+    "PORTAL_FINETUNE_PROGRESS_SECONDS", 3.0,
+    "Shortest interval between two progress writes (step, loss, learning rate, ETA) of a training run.",
+    minimum=0.0)
+FINETUNE_TORCH_THREADS = env.env_int(
+    "PORTAL_FINETUNE_TORCH_THREADS", 0,
+    "torch threads for training on CPU. 0: one per core.", minimum=0)
+FINETUNE_PACKAGE_DIR = env.env_path(
+    "PORTAL_FINETUNE_PACKAGE_DIR", VAR_DIR / "models",
+    "Where fine-tuning jobs write their model packages (one folder per job, named after it).",
+    shown="$PORTAL_VAR_DIR/models")
 
 # --- ingestion --------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.env_int("PORTAL_UPLOAD_MAX_BYTES", 50 * 1024 * 1024,
@@ -352,6 +388,7 @@ SPECTACULAR_SETTINGS = {
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "documents.models.DocumentStatus",
         "DatasetStatusEnum": "finetune.models.DatasetStatus",
+        "FineTuneJobStatusEnum": "finetune.models.JobStatus",
     },
 }
 

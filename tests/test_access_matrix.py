@@ -374,3 +374,53 @@ def test_the_readiness_notice_counts_visible_documents_only(world, name):
     Document.objects.filter(pk__in=[d.pk for d in docs.values()]).update(status=DocumentStatus.PROCESSING)
     notice = p.portal.get("/search/readiness/").content.decode()
     assert f"Đang xử lý {len(EXPECTED[name])} tài liệu" in notice, (name, notice)
+
+
+# --- staff-only endpoints ----------------------------------------------------------
+# Endpoints that return no document content but act on the portal (fine-tuning jobs):
+# staff only. Anonymous callers and refused tokens get 401, signed-in non-staff 403.
+
+@dataclass
+class StaffEndpoint:
+    name: str
+    method: str  # "get" or "post"
+    url: str     # with {job}
+    body: dict | None = None
+
+
+STAFF_ENDPOINTS = [
+    StaffEndpoint("fine-tuning jobs: list", "get", "/api/v1/finetune/jobs/"),
+    StaffEndpoint("fine-tuning jobs: create", "post", "/api/v1/finetune/jobs/", {"name": "x"}),
+    StaffEndpoint("fine-tuning jobs: detail", "get", "/api/v1/finetune/jobs/{job}/"),
+    StaffEndpoint("fine-tuning jobs: cancel", "post", "/api/v1/finetune/jobs/{job}/cancel/"),
+    StaffEndpoint("fine-tuning jobs: register", "post", "/api/v1/finetune/jobs/{job}/register/"),
+]
+
+
+@pytest.fixture
+def a_job(tmp_path, minilm_path):
+    from finetune.models import FineTuneJob, JobStatus, TrainingDataset
+
+    dataset = TrainingDataset.objects.create(name="access", status="ready")
+    return FineTuneJob.objects.create(name="access", dataset=dataset, base_model_path=minilm_path,
+                                      base_key=minilm_path, status=JobStatus.FAILED)
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED) + ["staff"])
+def test_staff_only_endpoints_refuse_everyone_else(world, a_job, name):
+    docs, people = world
+    people["staff"] = f.user("operator", is_staff=True)
+    p = principal(name, people[name])
+    allowed = name in ("staff", "superuser")
+    for endpoint in STAFF_ENDPOINTS:
+        url = endpoint.url.format(job=a_job.pk)
+        if endpoint.method == "get":
+            response = p.api.get(url, **p.headers)
+        else:
+            response = p.api.post(url, json.dumps(endpoint.body or {}), content_type="application/json", **p.headers)
+        if allowed:
+            assert response.status_code not in (401, 403, 404), (endpoint.name, name, response.content)
+        elif not p.has_account or not p.user.is_active:
+            assert response.status_code == 401, (endpoint.name, name)
+        else:
+            assert response.status_code == 403, (endpoint.name, name)
