@@ -53,7 +53,10 @@ def tiny_model_path(tmp_path_factory, minilm_path):
 def make_dataset(name: str = "pairs", *, repeats: int = 3, eval_topics: int = 4, status=DatasetStatus.READY,
                  negatives: bool = False) -> TrainingDataset:
     """Pairs about TOPICS: the last `eval_topics` topics are the eval split (split by document)."""
-    dataset = TrainingDataset.objects.create(name=name, status=status, content_hash=f"hash-{name}")
+    from django.utils import timezone
+
+    dataset = TrainingDataset.objects.create(name=name, status=status, content_hash=f"hash-{name}",
+                                             built_at=timezone.now() if status == DatasetStatus.READY else None)
     rnd = random.Random(0)
     rows = []
     for t, (topic, passage) in enumerate(TOPICS):

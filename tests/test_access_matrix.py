@@ -11,6 +11,8 @@ Adding an endpoint is one line in one of the tables below:
   someone's access (fine-tuning datasets); every principal of the matrix is
   refused except the superuser (tests/test_finetune_dataset_api.py covers staff
   with the model permissions: their own datasets only, pairs of visible documents only).
+- JOB_ENDPOINTS: fine-tuning jobs (no document content; they act on the portal):
+  staff only.
 """
 import json
 import re
@@ -381,19 +383,19 @@ def test_the_readiness_notice_counts_visible_documents_only(world, name):
 # staff only. Anonymous callers and refused tokens get 401, signed-in non-staff 403.
 
 @dataclass
-class StaffEndpoint:
+class JobEndpoint:
     name: str
     method: str  # "get" or "post"
     url: str     # with {job}
     body: dict | None = None
 
 
-STAFF_ENDPOINTS = [
-    StaffEndpoint("fine-tuning jobs: list", "get", "/api/v1/finetune/jobs/"),
-    StaffEndpoint("fine-tuning jobs: create", "post", "/api/v1/finetune/jobs/", {"name": "x"}),
-    StaffEndpoint("fine-tuning jobs: detail", "get", "/api/v1/finetune/jobs/{job}/"),
-    StaffEndpoint("fine-tuning jobs: cancel", "post", "/api/v1/finetune/jobs/{job}/cancel/"),
-    StaffEndpoint("fine-tuning jobs: register", "post", "/api/v1/finetune/jobs/{job}/register/"),
+JOB_ENDPOINTS = [
+    JobEndpoint("fine-tuning jobs: list", "get", "/api/v1/finetune/jobs/"),
+    JobEndpoint("fine-tuning jobs: create", "post", "/api/v1/finetune/jobs/", {"name": "x"}),
+    JobEndpoint("fine-tuning jobs: detail", "get", "/api/v1/finetune/jobs/{job}/"),
+    JobEndpoint("fine-tuning jobs: cancel", "post", "/api/v1/finetune/jobs/{job}/cancel/"),
+    JobEndpoint("fine-tuning jobs: register", "post", "/api/v1/finetune/jobs/{job}/register/"),
 ]
 
 
@@ -412,7 +414,7 @@ def test_staff_only_endpoints_refuse_everyone_else(world, a_job, name):
     people["staff"] = f.user("operator", is_staff=True)
     p = principal(name, people[name])
     allowed = name in ("staff", "superuser")
-    for endpoint in STAFF_ENDPOINTS:
+    for endpoint in JOB_ENDPOINTS:
         url = endpoint.url.format(job=a_job.pk)
         if endpoint.method == "get":
             response = p.api.get(url, **p.headers)
