@@ -23,7 +23,8 @@ SDPA attention, torch's default threads):
   nodrop     dropout off (0.1 in e5-small's config)
 
 Each round runs every lever once, in a rotated order, so load from other
-processes hits all alike: reset the weights, a warm-up step (not timed), then
+processes hits all alike: reset the weights, a warm-up step on `--warmup-pairs`
+pairs (not timed: it allocates the optimizer state), then
 `--steps` timed steps (wall and process CPU time; tokenize / forward / backward
 / optimizer). The batches timed are a seeded random sample of the lever's own
 epoch batches. Partial results are written after every round. Results:
@@ -233,7 +234,8 @@ def run_levers(args, bench: Bench, run: dict) -> None:
             config = configs[name]
             loss_fn, optimizer = bench.apply(config)
             picks = samples[name][r * (args.steps + 1):(r + 1) * (args.steps + 1)]
-            bench.step(config, loss_fn, optimizer, epochs[name][picks[0]])  # warm-up: allocations, state
+            # warm-up on a few pairs: allocates the AdamW state and primes the kernels, at a fraction of a step
+            bench.step(config, loss_fn, optimizer, epochs[name][picks[0]][:args.warmup_pairs])
             progress.update(1)
             timed = []
             for pick in picks[1:]:
@@ -331,6 +333,7 @@ def main() -> None:
     parser.add_argument("--lever", default="base", help="profile / epoch: one lever")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per lever per round (after a warm-up)")
+    parser.add_argument("--warmup-pairs", type=int, default=4, help="pairs in each untimed warm-up step")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--top", type=int, default=25, help="profile: ops shown")
     parser.add_argument("--save", default=str(ROOT / "var" / "models" / "e5-small-ft-speed"), help="epoch: output")
