@@ -218,8 +218,8 @@ def run_levers(args, bench: Bench, run: dict) -> None:
     from tqdm import tqdm
 
     names = args.levers.split(",")
-    if "base" not in names:
-        names.insert(0, "base")
+    if args.reference not in names:
+        names.insert(0, args.reference)
     configs = {n: parse_lever(n) for n in names}
     epochs = {n: bench.batches(c) for n, c in configs.items()}
     rng = random.Random(args.seed)
@@ -254,15 +254,15 @@ def run_levers(args, bench: Bench, run: dict) -> None:
 
 def save_levers(args, bench, run, names, configs, epochs, steps, rounds, complete: bool) -> None:
     levers = [summarize(n, configs[n], steps[n], epochs[n], bench) for n in names]
-    base = next(x for x in levers if x["lever"] == "base")
+    base = next(x for x in levers if x["lever"] == args.reference)
     for lever in levers:
         # paired per round: both ran within minutes of each other under the same load
-        per_round = [r["mean_wall"][lever["lever"]] / r["mean_wall"]["base"] for r in rounds]
+        per_round = [r["mean_wall"][lever["lever"]] / r["mean_wall"][args.reference] for r in rounds]
         lever["ratio_wall_by_round"] = per_round
         lever["ratio_wall"] = statistics.median(per_round)
         lever["ratio_cpu"] = lever["mean"]["cpu"] / base["mean"]["cpu"]
         lever["ratio_adjusted"] = lever["s_per_step_adjusted"] / base["s_per_step_adjusted"]
-    summary = {"complete": complete, "rounds_done": len(rounds), "steps_per_round": args.steps,
+    summary = {"complete": complete, "reference": args.reference, "rounds_done": len(rounds), "steps_per_round": args.steps,
                "seed": args.seed, "threads_default": bench.default_threads, "lengths": bench.lengths(),
                "levers": levers, "rounds": rounds,
                "step_log": {n: steps[n] for n in names}}
@@ -330,6 +330,7 @@ def main() -> None:
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the vicov19qa train split")
     parser.add_argument("--levers", default="base,freeze,group,freeze+group", help="comma-separated levers")
+    parser.add_argument("--reference", default="base", help="levers: ratios are to this lever (always run)")
     parser.add_argument("--lever", default="base", help="profile / epoch: one lever")
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--steps", type=int, default=2, help="timed steps per lever per round (after a warm-up)")
