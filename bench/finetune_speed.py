@@ -3,7 +3,7 @@ on a CPU, and which settings make an epoch of the vicov19qa train split short.
 UIT-ViCoV19QA is research-use only: read from ../shared by path, never copied.
 
     # token lengths + s/step of each lever, interleaved (ratios to `base` in the same run)
-    .venv/bin/python bench/finetune_speed.py levers --levers base,freeze,group,freeze+group --rounds 3 --steps 2
+    .venv/bin/python bench/finetune_speed.py levers --levers base,freeze,group,freeze+group --rounds 8
     # one step under torch.profiler (top ops; forward / backward / optimizer)
     .venv/bin/python bench/finetune_speed.py profile --lever base
     # one real epoch with a combination, saved as a model folder
@@ -21,13 +21,17 @@ SDPA attention, torch's default threads):
   ckpt       gradient checkpointing              cached<N>  CachedMNRL, mini-batch N
   layers<N>  bottom N transformer layers frozen too (with the embeddings)
   nodrop     dropout off (0.1 in e5-small's config)
+  noattndrop attention-probability dropout off only (SDPA on CPU takes its flash
+             kernel only without dropout; with it, the math path)
 
-Each round runs every lever once, in a rotated order, so load from other
-processes hits all alike: reset the weights, a warm-up step on `--warmup-pairs`
-pairs (not timed: it allocates the optimizer state), then
-`--steps` timed steps (wall and process CPU time; tokenize / forward / backward
-/ optimizer). The batches timed are a seeded random sample of the lever's own
-epoch batches. Partial results are written after every round. Results:
+Every lever first gets a warm-up step on `--warmup-pairs` pairs (not timed: it
+allocates the optimizer state). Then each round runs `--steps` timed steps of
+every lever, in a rotated order that alternates direction, on the same model
+(levers switch settings between steps), so load from other processes hits all
+alike; a lever's ratio is the median over rounds of its time / the reference's
+time in the same round. Timed: wall and process CPU time; tokenize / forward /
+backward / optimizer. The batches timed are a seeded random sample of the
+lever's own epoch batches. Partial results are written every 2 rounds. Results:
 bench/results/<name>.json (bench/_record.py: commit, machine, load average).
 """
 from __future__ import annotations
@@ -56,7 +60,7 @@ DEFAULT_MODEL = ROOT / "var" / "models" / "multilingual-e5-small"
 DEFAULT_CSV = ROOT.parent.parent / "shared" / "datasets" / "vicov19qa" / "UIT-ViCoV19QA_train.csv"
 BASE = {"freeze": False, "freeze_layers": 0, "max_length": 128, "batch_size": 32, "grouping": "random",
         "threads": None, "attention": "sdpa", "bf16": False, "optimizer": "default", "checkpointing": False,
-        "cached_mini_batch": 0, "dropout": True}
+        "cached_mini_batch": 0, "dropout": True, "attention_dropout": True}
 LR = 3e-5
 
 
@@ -69,10 +73,10 @@ def parse_lever(name: str) -> dict:
             config["freeze"] = True
         elif token in ("group", "groupsum"):
             config["grouping"] = {"group": "query", "groupsum": "sum"}[token]
-        elif token in ("eager", "bf16", "fused", "foreach", "ckpt", "nodrop"):
+        elif token in ("eager", "bf16", "fused", "foreach", "ckpt", "nodrop", "noattndrop"):
             key, value = {"eager": ("attention", "eager"), "bf16": ("bf16", True), "fused": ("optimizer", "fused"),
                           "foreach": ("optimizer", "foreach"), "ckpt": ("checkpointing", True),
-                          "nodrop": ("dropout", False)}[token]
+                          "nodrop": ("dropout", False), "noattndrop": ("attention_dropout", False)}[token]
             config[key] = value
         else:
             for prefix, key in (("len", "max_length"), ("bs", "batch_size"), ("threads", "threads"),
@@ -105,8 +109,8 @@ class Bench:
         torch.manual_seed(seed)
         self.model = SentenceTransformer(str(model_path), device="cpu", local_files_only=True)
         self.model_max_length = self.model.max_seq_length
-        self.initial = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-        self.dropouts = [(m, m.p) for m in self.model.modules() if isinstance(m, torch.nn.Dropout)]
+        self.optimizers: dict = {}
+        self.dropouts = [(name, m, m.p) for name, m in self.model.named_modules() if isinstance(m, torch.nn.Dropout)]
         questions, answers = read_pairs(csv_path)
         self.queries = ["query: " + q for q in questions]
         self.passages = ["passage: " + a for a in answers]
@@ -136,31 +140,35 @@ class Bench:
         return len(batch) * (max(q) + max(p))
 
     def apply(self, config: dict):
-        """Reset the weights, apply the lever, return (loss, optimizer)."""
+        """Switch the model to a lever's settings; return its (loss, optimizer).
+        Nothing is reset: levers alternate step by step on the same weights (the
+        timing does not depend on them). Each set of trainable parameters keeps
+        its own optimizer, so its AdamW state is allocated once (warm-up)."""
         torch, model = self.torch, self.model
-        model.load_state_dict(self.initial)
         model.max_seq_length = config["max_length"]
         for parameter in model.parameters():
             parameter.requires_grad_(True)
         if config["freeze"]:
             cpu_speed.freeze_word_embeddings(model)
+        bert = model[0].auto_model
         if config["freeze_layers"]:
-            bert = model[0].auto_model
             for module in (bert.embeddings, *bert.encoder.layer[:config["freeze_layers"]]):
                 for parameter in module.parameters():
                     parameter.requires_grad_(False)
-        for module, p in self.dropouts:
-            module.p = p if config["dropout"] else 0.0
-        bert = model[0].auto_model
+        for name, module, p in self.dropouts:
+            attention = name.endswith("attention.self.dropout")
+            module.p = p if config["dropout"] and (config["attention_dropout"] or not attention) else 0.0
         bert.set_attn_implementation(config["attention"])
         # transformers 5 renamed gradient_* to activation_checkpointing_*
         enable = getattr(bert, "activation_checkpointing_enable", None) or bert.gradient_checkpointing_enable
         disable = getattr(bert, "activation_checkpointing_disable", None) or bert.gradient_checkpointing_disable
         enable() if config["checkpointing"] else disable()
         torch.set_num_threads(config["threads"] or self.default_threads)
-        kwargs = {"fused": True} if config["optimizer"] == "fused" else (
-            {"foreach": True} if config["optimizer"] == "foreach" else {})
-        optimizer = torch.optim.AdamW(cpu_speed.trainable_parameters(model), lr=LR, **kwargs)
+        key = (config["freeze"], config["freeze_layers"], config["optimizer"])
+        if key not in self.optimizers:
+            kwargs = {"fused": True} if config["optimizer"] == "fused" else (
+                {"foreach": True} if config["optimizer"] == "foreach" else {})
+            self.optimizers[key] = torch.optim.AdamW(cpu_speed.trainable_parameters(model), lr=LR, **kwargs)
         if config["cached_mini_batch"]:
             from sentence_transformers.sentence_transformer.losses import CachedMultipleNegativesRankingLoss
             loss = CachedMultipleNegativesRankingLoss(model, mini_batch_size=config["cached_mini_batch"],
@@ -169,7 +177,7 @@ class Bench:
             from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
             loss = MultipleNegativesRankingLoss(model)
         model.train()
-        return loss, optimizer
+        return loss, self.optimizers[key]
 
     def step(self, config: dict, loss_fn, optimizer, batch: list[int], scheduler=None) -> dict:
         """One training step; wall seconds of each phase and the process CPU seconds."""
@@ -223,32 +231,34 @@ def run_levers(args, bench: Bench, run: dict) -> None:
     configs = {n: parse_lever(n) for n in names}
     epochs = {n: bench.batches(c) for n, c in configs.items()}
     rng = random.Random(args.seed)
-    samples = {n: rng.sample(range(len(b)), min(len(b), args.rounds * (args.steps + 1))) for n, b in epochs.items()}
+    samples = {n: rng.sample(range(len(b)), min(len(b), args.rounds * args.steps + 1)) for n, b in epochs.items()}
     steps: dict[str, list] = {n: [] for n in names}
     rounds: list[dict] = []
-    progress = tqdm(total=len(names) * args.rounds * (args.steps + 1), desc="steps", unit="step")
+    progress = tqdm(total=len(names) * (args.rounds * args.steps + 1), desc="steps", unit="step")
+    for name in names:  # warm-up on a few pairs: allocates the AdamW state, primes the kernels
+        loss_fn, optimizer = bench.apply(configs[name])
+        bench.step(configs[name], loss_fn, optimizer, epochs[name][samples[name][-1]][:args.warmup_pairs])
+        progress.update(1)
     for r in range(args.rounds):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate: no lever always first or last
+        # rotate and alternate direction: no lever always first, last or after the same one
+        order = names[r % len(names):] + names[:r % len(names)]
+        order = order if r % 2 == 0 else order[::-1]
         round_means = {}
         for name in order:
             config = configs[name]
             loss_fn, optimizer = bench.apply(config)
-            picks = samples[name][r * (args.steps + 1):(r + 1) * (args.steps + 1)]
-            # warm-up on a few pairs: allocates the AdamW state and primes the kernels, at a fraction of a step
-            bench.step(config, loss_fn, optimizer, epochs[name][picks[0]][:args.warmup_pairs])
-            progress.update(1)
             timed = []
-            for pick in picks[1:]:
+            for pick in samples[name][r * args.steps:(r + 1) * args.steps]:
                 result = bench.step(config, loss_fn, optimizer, epochs[name][pick])
                 result.update(round=r, load=os.getloadavg()[0])
                 timed.append(result)
                 progress.update(1)
                 progress.set_postfix(lever=name, s=f"{result['wall']:.1f}")
-            del loss_fn, optimizer
             steps[name].extend(timed)
             round_means[name] = statistics.fmean(s["wall"] for s in timed)
         rounds.append({"round": r, "order": order, "mean_wall": round_means, "load_average": os.getloadavg()[0]})
-        save_levers(args, bench, run, names, configs, epochs, steps, rounds, complete=r == args.rounds - 1)
+        if r % 2 == 1 or r == args.rounds - 1:
+            save_levers(args, bench, run, names, configs, epochs, steps, rounds, complete=r == args.rounds - 1)
     progress.close()
 
 
@@ -324,16 +334,61 @@ def run_epoch(args, bench: Bench, run: dict) -> None:
         "loss_last_10": statistics.fmean(s["loss"] for s in log[-10:]), "step_log": log}, run)
 
 
+def run_plot(args) -> None:
+    """Ratios of every lever run (one panel per run, to its reference) and the epoch's step times."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    folder = _record.results_dir()
+    runs = [json.loads((folder / f"{n}.json").read_text(encoding="utf-8")) for n in args.runs.split(",")]
+    epoch_path = folder / f"{args.name}-epoch.json"
+    epoch = json.loads(epoch_path.read_text(encoding="utf-8")) if epoch_path.exists() else None
+    fig, axes = plt.subplots(1, len(runs) + bool(epoch), figsize=(6.5 * (len(runs) + bool(epoch)), 4.8),
+                             squeeze=False)
+    for ax, result in zip(axes[0], runs):
+        reference = result.get("reference", "base")
+        levers = [x for x in result["levers"]]
+        labels = [x["lever"].replace(reference, "ref") if x["lever"] != reference else reference for x in levers]
+        y = range(len(levers))
+        ax.barh([i + 0.2 for i in y], [x["ratio_wall"] for x in levers], height=0.4, label="wall (median of rounds)")
+        ax.barh([i - 0.2 for i in y], [x["ratio_cpu"] for x in levers], height=0.4, label="process CPU time")
+        ax.set_yticks(list(y), labels, fontsize=8)
+        ax.invert_yaxis()
+        ax.axvline(1.0, color="grey", lw=0.8)
+        load = result["run"]["load_average_start"][0], result["run"]["load_average_end"][0]
+        ax.set_title(f"s/step ÷ {reference}\n{result['rounds_done']} rounds × {result['steps_per_round']} steps, "
+                     f"load {load[0]:.1f}→{load[1]:.1f}", fontsize=9)
+        ax.set_xlabel("ratio (lower is faster)")
+        ax.legend(fontsize=7, loc="lower right")
+    if epoch:
+        ax = axes[0][-1]
+        log = epoch["step_log"]
+        ax.plot([s["step"] for s in log], [s["wall"] for s in log], lw=0.8, label="s/step (wall)")
+        ax.plot([s["step"] for s in log], [s["load"] for s in log], lw=0.8, label="load average (1 min)")
+        ax2 = ax.twinx()
+        ax2.plot([s["step"] for s in log], [s["loss"] for s in log], color="black", lw=0.6, label="loss")
+        ax2.set_ylabel("MNRL loss")
+        ax.set_xlabel("step")
+        ax.set_title(f"one epoch, {epoch['lever']}: {epoch['wall_minutes']:.1f} min", fontsize=9)
+        ax.legend(fontsize=7, loc="upper right")
+    fig.tight_layout()
+    out = folder / f"{args.name}.png"
+    fig.savefig(out, dpi=110)
+    print(f"plot: {out}", file=sys.stderr)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("mode", choices=["levers", "profile", "epoch", "lengths"])
+    parser.add_argument("mode", choices=["levers", "profile", "epoch", "lengths", "plot"])
     parser.add_argument("--model", type=Path, default=DEFAULT_MODEL)
     parser.add_argument("--csv", type=Path, default=DEFAULT_CSV, help="the vicov19qa train split")
     parser.add_argument("--levers", default="base,freeze,group,freeze+group", help="comma-separated levers")
     parser.add_argument("--reference", default="base", help="levers: ratios are to this lever (always run)")
     parser.add_argument("--lever", default="base", help="profile / epoch: one lever")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per lever per round (after a warm-up)")
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--steps", type=int, default=1, help="timed steps per lever per round")
     parser.add_argument("--warmup-pairs", type=int, default=4, help="pairs in each untimed warm-up step")
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--top", type=int, default=25, help="profile: ops shown")
@@ -343,7 +398,11 @@ def main() -> None:
     parser.add_argument("--interop-threads", type=int, default=None,
                         help="torch inter-op threads for the whole process (set once, before any work)")
     parser.add_argument("--name", default="finetune-speed", help="result file name under bench/results/")
+    parser.add_argument("--runs", default="finetune-speed-levers,finetune-speed-levers-b",
+                        help="plot: lever results (names under bench/results/) to draw")
     args = parser.parse_args()
+    if args.mode == "plot":
+        return run_plot(args)
 
     import torch
 
