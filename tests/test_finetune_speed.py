@@ -65,6 +65,24 @@ def test_grouped_batches_are_shuffled_and_seeded():
         assert spread < 256 // 2
 
 
+def test_grouping_key_is_the_column_whose_lengths_still_vary_after_the_cut():
+    varied = [10 + (i * 37) % 110 for i in range(640)]
+    at_cut = [128 + (i * 11) % 300 for i in range(640)]  # every one truncated to 128: nothing to gain
+    name, key, efficiency = cpu_speed.choose_grouping_key(varied, at_cut, 32, max_length=128)
+    assert name == "query" and key == [min(x, 128) for x in varied]
+    name, _, _ = cpu_speed.choose_grouping_key(at_cut, varied, 32, max_length=128)
+    assert name == "passage"
+    # both vary and go together (long questions, long answers): the sum serves both sides
+    together = [x + (i * 7) % 9 for i, x in enumerate(varied)]
+    name, key, best = cpu_speed.choose_grouping_key(varied, together, 32, max_length=128)
+    assert name == "sum" and key == [min(q, 128) + min(p, 128) for q, p in zip(varied, together)]
+    for other in (varied, together):
+        batches = cpu_speed.length_grouped_batches(other, 32, seed=0)
+        assert best > cpu_speed.padding_efficiency(batches, varied, together, max_length=128)
+    with pytest.raises(ValueError, match="one query length"):
+        cpu_speed.choose_grouping_key([1, 2], [1], 32, max_length=128)
+
+
 def test_bad_batch_arguments_are_refused():
     with pytest.raises(ValueError, match="batch_size"):
         cpu_speed.random_batches(10, 0, seed=0)
