@@ -412,6 +412,7 @@ def main() -> None:
     bench = Bench(args.model, args.csv, args.seed)
     bench.default_threads = torch.get_num_threads()
     run.update(threads={"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads()},
+               env={k: os.environ.get(k) for k in ("OMP_WAIT_POLICY", "OMP_NUM_THREADS", "GOMP_SPINCOUNT")},
                bf16_supported=cpu_speed.bf16_supported())
     print(json.dumps(bench.lengths(), indent=1), file=sys.stderr)
     if args.mode == "lengths":
