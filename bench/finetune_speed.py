@@ -298,7 +298,12 @@ def run_profile(args, bench: Bench, run: dict) -> None:
     top = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)[:args.top]
     _record.save(f"{args.name}-profile-{args.lever.replace('+', '-')}", {
         "lever": args.lever, "config": config, "phases": phases,
-        "top_ops": [{"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in top]}, run)
+        "top_ops": [{"op": e.key, "self_cpu_s": e.self_cpu_time_total / 1e6, "calls": e.count} for e in top],
+        # inclusive times of the parts the levers target: the embedding's backward, the optimizer step
+        "inclusive": [{"op": e.key, "cpu_s": e.cpu_time_total / 1e6, "calls": e.count}
+                      for e in prof.key_averages()
+                      if "EmbeddingBackward" in e.key or e.key.startswith("Optimizer.step")
+                      or e.key in ("aten::embedding_dense_backward", "aten::bernoulli_", "aten::dropout")]}, run)
 
 
 def run_epoch(args, bench: Bench, run: dict) -> None:
@@ -345,12 +350,18 @@ def run_plot(args) -> None:
     runs = [json.loads((folder / f"{n}.json").read_text(encoding="utf-8")) for n in args.runs.split(",")]
     epoch_path = folder / f"{args.name}-epoch.json"
     epoch = json.loads(epoch_path.read_text(encoding="utf-8")) if epoch_path.exists() else None
-    fig, axes = plt.subplots(1, len(runs) + bool(epoch), figsize=(6.5 * (len(runs) + bool(epoch)), 4.8),
-                             squeeze=False)
-    for ax, result in zip(axes[0], runs):
+    panels = len(runs) + bool(epoch)
+    columns = min(2, panels)
+    rows = -(-panels // columns)
+    fig, grid = plt.subplots(rows, columns, figsize=(7.5 * columns, 4.8 * rows), squeeze=False)
+    axes = [ax for row in grid for ax in row]
+    for ax in axes[panels:]:
+        ax.axis("off")
+    for ax, result in zip(axes, runs):
         reference = result.get("reference", "base")
         levers = [x for x in result["levers"]]
         labels = [x["lever"].replace(reference, "ref") if x["lever"] != reference else reference for x in levers]
+        labels = [label.replace("freeze+fused+group+bf16", "F") for label in labels]
         y = range(len(levers))
         ax.barh([i + 0.2 for i in y], [x["ratio_wall"] for x in levers], height=0.4, label="wall (median of rounds)")
         ax.barh([i - 0.2 for i in y], [x["ratio_cpu"] for x in levers], height=0.4, label="process CPU time")
@@ -358,12 +369,13 @@ def run_plot(args) -> None:
         ax.invert_yaxis()
         ax.axvline(1.0, color="grey", lw=0.8)
         load = result["run"]["load_average_start"][0], result["run"]["load_average_end"][0]
-        ax.set_title(f"s/step ÷ {reference}\n{result['rounds_done']} rounds × {result['steps_per_round']} steps, "
-                     f"load {load[0]:.1f}→{load[1]:.1f}", fontsize=9)
+        reference = reference.replace("freeze+fused+group+bf16", "F")
+        ax.set_title(f"s/step ÷ {reference}  (F = freeze+fused+group+bf16)\n{result['rounds_done']} rounds × "
+                     f"{result['steps_per_round']} step, load {load[0]:.1f}→{load[1]:.1f}", fontsize=9)
         ax.set_xlabel("ratio (lower is faster)")
         ax.legend(fontsize=7, loc="lower right")
     if epoch:
-        ax = axes[0][-1]
+        ax = axes[panels - 1]
         log = epoch["step_log"]
         ax.plot([s["step"] for s in log], [s["wall"] for s in log], lw=0.8, label="s/step (wall)")
         ax.plot([s["step"] for s in log], [s["load"] for s in log], lw=0.8, label="load average (1 min)")
@@ -371,7 +383,8 @@ def run_plot(args) -> None:
         ax2.plot([s["step"] for s in log], [s["loss"] for s in log], color="black", lw=0.6, label="loss")
         ax2.set_ylabel("MNRL loss")
         ax.set_xlabel("step")
-        ax.set_title(f"one epoch, {epoch['lever']}: {epoch['wall_minutes']:.1f} min", fontsize=9)
+        ax.set_title(f"one epoch, {epoch['lever']}: {epoch['wall_minutes']:.1f} min\n"
+                     f"black: MNRL loss (right axis)", fontsize=9)
         ax.legend(fontsize=7, loc="upper right")
     fig.tight_layout()
     out = folder / f"{args.name}.png"

@@ -1,6 +1,7 @@
 """finetune/services/cpu_speed.py: the pieces that make CPU fine-tuning fast
 (measured in bench/finetune_speed.py). A tiny BERT built on the fly, never e5."""
 import ast
+import os
 import subprocess
 import sys
 
@@ -183,9 +184,11 @@ def test_freeze_refuses_a_model_without_word_embeddings():
 
 # ---------------------------------------------------------------- threads and precision
 
-def _in_fresh_python(code: str) -> str:
+def _in_fresh_python(code: str, **env: str) -> str:
     """Thread settings are per process, and inter-op only until the first parallel work."""
-    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    environment = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"} | env
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env=environment)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip().splitlines()[-1]
 
@@ -193,9 +196,10 @@ def _in_fresh_python(code: str) -> str:
 def test_configure_threads_sets_intra_and_inter_op_threads():
     out = _in_fresh_python(
         "from finetune.services import cpu_speed as c\n"
-        "print(c.configure_threads(1, 1), c.available_cores())")
+        "print(c.configure_threads(1, 1), c.available_cores())", OMP_WAIT_POLICY="PASSIVE")
     settings_, cores = out.rsplit(" ", 1)
-    assert ast.literal_eval(settings_) == {"intra_op": 1, "inter_op": 1, "inter_op_applied": True}
+    assert ast.literal_eval(settings_) == {"intra_op": 1, "inter_op": 1, "inter_op_applied": True,
+                                           "omp_wait_policy": "PASSIVE"}
     # too late for inter-op (the pool is running): intra-op still set, and the result says so
     late = ast.literal_eval(_in_fresh_python(
         "import torch\nfrom finetune.services import cpu_speed as c\n"
@@ -203,6 +207,7 @@ def test_configure_threads_sets_intra_and_inter_op_threads():
         "print(c.configure_threads(None, 1))"))
     assert late["intra_op"] == int(cores)
     assert late["inter_op_applied"] == (late["inter_op"] == 1)
+    assert late["omp_wait_policy"] == ""  # not set: the default (spinning) policy
 
 
 def test_cpu_autocast_runs_matrix_products_in_bf16_only_when_asked_and_supported(monkeypatch):

@@ -197,7 +197,13 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = 1) -> 
     told. Inter-op threads only run independent graph branches (TorchScript
     forks), which eager training has none of: 1 saves idle threads. PyTorch
     accepts the inter-op count only before its first parallel work; when it is
-    too late the current value stays and `inter_op_applied` says so."""
+    too late the current value stays and `inter_op_applied` says so.
+
+    More than one intra-op thread on a machine shared with other work needs
+    OMP_WAIT_POLICY=PASSIVE in the environment before torch loads: with the
+    default policy, threads spin at every barrier while their partner waits for a
+    core, and 2 threads ran ×2 slower than 1 (docs/benchmarks.md). The policy in
+    force is returned so a job can record it."""
     import torch
 
     intra = intra_op or available_cores()
@@ -211,7 +217,7 @@ def configure_threads(intra_op: int | None = None, inter_op: int | None = 1) -> 
         except RuntimeError:
             applied = False
     return {"intra_op": torch.get_num_threads(), "inter_op": torch.get_num_interop_threads(),
-            "inter_op_applied": applied}
+            "inter_op_applied": applied, "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "")}
 
 
 # ---------------------------------------------------------------- precision
