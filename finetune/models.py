@@ -123,6 +123,7 @@ class JobStep:
     INVALID_DATASET = gettext_noop("The dataset has validation errors")
     FAILED = gettext_noop("Failed")
     GAVE_UP = gettext_noop("Gave up: its worker stopped too often")
+    REGISTERED = gettext_noop("Package registered as an embedding space")
     # progress phases (progress["phase"])
     EVAL_SPLIT = gettext_noop("Evaluating on the eval split")
     EMBEDDING_GUARD = gettext_noop("Embedding the portal's chunks for the guard sets")
@@ -161,6 +162,10 @@ class FineTuneJob(models.Model):
     max_length = models.PositiveIntegerField(_("max length (tokens)"), default=128)
     seed = models.PositiveIntegerField(_("seed"), default=42)
     freeze_embeddings = models.BooleanField(_("freeze the word embeddings"), default=True)
+    group_by_length = models.BooleanField(_("group batches by length"), default=True, help_text=_(
+        "Batches of texts of similar length: less padding, faster steps."))
+    bf16 = models.BooleanField(_("bfloat16 on CPU"), default=True, help_text=_(
+        "Run the forward pass in bfloat16 when the CPU has native support; weights stay float32."))
     lora = models.BooleanField(_("LoRA adapters"), default=False)
     lora_rank = models.PositiveSmallIntegerField(_("LoRA rank"), default=16)
     early_stopping_patience = models.PositiveSmallIntegerField(

@@ -17,6 +17,10 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("UNSTRUCTURED_DISABLE_NOTICE", "1")
 os.environ.setdefault("SCARF_NO_ANALYTICS", "true")
+# Before torch loads (OpenMP reads it once): threads that wait for a partner sleep
+# instead of spinning. With the default, 2 training threads ran ×2 slower than 1
+# whenever other work shared the 2 cores (docs/benchmarks.md, fine-tuning speed).
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("DO_NOT_TRACK", "true")
 
 DEBUG = env.env_bool("PORTAL_DEBUG", False, "Django debug mode. Never on in production.")
@@ -187,6 +191,10 @@ FINETUNE_PROGRESS_SECONDS = env.env_float(
 FINETUNE_TORCH_THREADS = env.env_int(
     "PORTAL_FINETUNE_TORCH_THREADS", 0,
     "torch threads for training on CPU. 0: one per core.", minimum=0)
+FINETUNE_REGRESSION_MARGIN = env.env_float(
+    "PORTAL_FINETUNE_REGRESSION_MARGIN", 0.01,
+    "Registering a fine-tuned package is refused (unless forced with a reason) when its MRR@10 on the held-out "
+    "split or a guard set is below the base's by more than this share (0.01 = 1%).")
 FINETUNE_PACKAGE_DIR = env.env_path(
     "PORTAL_FINETUNE_PACKAGE_DIR", VAR_DIR / "models",
     "Where fine-tuning jobs write their model packages (one folder per job, named after it).",

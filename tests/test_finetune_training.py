@@ -88,11 +88,21 @@ def test_a_training_run_writes_a_loadable_package_with_the_runner_s_numbers(tiny
     assert perf["guard_sets"]["guard"]["fine_tuned"] == pytest.approx(run.metrics)
     assert perf["guard_sets"]["guard"]["queries"] == run.query_count == 3
 
-    # the model did change
-    before = SentenceTransformer(tiny_model_path, device="cpu").encode(["nghỉ phép năm"])
-    assert not np.allclose(before, tuned.encode(["nghỉ phép năm"]), atol=1e-4)
+    # The base is evaluated as step 0. This tiny random model only got worse on the
+    # held-out split, so the package holds the base's weights and says so.
     assert len(job.loss_curve) == 12 and [s for s, *_ in job.loss_curve] == list(range(1, 13))
-    assert [s for s, _ in job.eval_curve] == [4, 8, 12]
+    assert [s for s, _ in job.eval_curve] == [0, 4, 8, 12]
+    assert job.eval_curve[0][1] == pytest.approx(perf["heldout"]["base"]["MRR@10"], abs=1e-6)
+    assert max(v for _, v in job.eval_curve[1:]) < job.eval_curve[0][1]
+    training_metrics = job.metrics["training"]
+    assert training_metrics["improved_on_base"] is False and training_metrics["best_step"] == 0
+    assert training_metrics["restored_best"] is True
+    before = SentenceTransformer(tiny_model_path, device="cpu").encode(["nghỉ phép năm"])
+    assert np.allclose(before, tuned.encode(["nghỉ phép năm"]), atol=1e-5)
+    assert perf["heldout"]["fine_tuned"]["MRR@10"] == pytest.approx(perf["heldout"]["base"]["MRR@10"], abs=1e-6)
+    assert training_metrics["grouped_by"] in ("query", "passage", "sum")
+    assert training_metrics["padding_efficiency"] >= training_metrics["padding_efficiency_random"]
+    assert training_metrics["omp_wait_policy"] == "PASSIVE" and training_metrics["torch_threads"] >= 1
 
     # the report is self-contained and shows the numbers
     html = (package / "evaluation_results" / "comparison_report.html").read_text()
@@ -164,7 +174,8 @@ def test_a_resumed_run_repeats_no_step_and_continues_exactly(tiny_model_path, tm
     assert resumed.resumed_from == 6
     assert [s for s, *_ in resumed.loss_curve] == list(range(1, 13)), "a step was repeated or lost"
     assert np.allclose([x[1] for x in resumed.loss_curve], [x[1] for x in whole.loss_curve], atol=1e-5)
-    assert [s for s, _ in resumed.eval_curve] == [s for s, _ in whole.eval_curve] == [3, 6, 9, 12]
+    assert [s for s, _ in resumed.eval_curve] == [s for s, _ in whole.eval_curve] == [0, 3, 6, 9, 12]
+    assert resumed.best_step == whole.best_step
     assert [v for _, v in resumed.eval_curve] == pytest.approx([v for _, v in whole.eval_curve], abs=1e-5)
     a = whole_model.encode(["thử nghiệm"], convert_to_numpy=True)
     b = resumed_model.encode(["thử nghiệm"], convert_to_numpy=True)
@@ -181,7 +192,8 @@ def test_early_stopping_keeps_the_best_evaluation_s_weights(tiny_model_path, tmp
     assert scores[-1] <= max(scores[:-1]) and result.best_score == pytest.approx(max(scores), abs=1e-6)
     from finetune.services import heldout
 
-    assert result.restored_best and result.best_step == 2
+    best_step = max(result.eval_curve, key=lambda e: (e[1], -e[0]))[0]
+    assert result.restored_best and result.best_step == best_step
     assert heldout.evaluator_mrr(heldout.early_stopping_evaluator(model, batches.load_eval(job.dataset)),
                                      model) == pytest.approx(result.best_score, abs=1e-6)
 
@@ -206,8 +218,9 @@ def test_a_lora_job_packages_a_plain_merged_model(tiny_model_path, tmp_path):
     pytest.importorskip("peft")
     from sentence_transformers import SentenceTransformer
 
-    job = jobs.create_job(name="lora", dataset=make_dataset(), base_model_path=tiny_model_path, queue=False,
-                          epochs=1, batch_size=4, learning_rate=1e-2, lora=True, lora_rank=4)
+    # No eval split: nothing to restore, so the package holds what the adapters learned.
+    job = jobs.create_job(name="lora", dataset=make_dataset(eval_topics=0), base_model_path=tiny_model_path,
+                          queue=False, epochs=1, batch_size=4, learning_rate=1e-2, lora=True, lora_rank=4)
     assert pipeline.run_job(job.pk) == "succeeded", FineTuneJob.objects.get(pk=job.pk).error
     job.refresh_from_db()
     package = Path(job.package_dir)

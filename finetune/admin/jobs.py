@@ -7,21 +7,24 @@ from __future__ import annotations
 import json
 
 from django import forms
+from django.conf import settings
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
 from django.http import Http404
 from django.shortcuts import render
+from django.template.response import TemplateResponse
 from django.urls import path, reverse
 from django.utils.html import format_html
 from django.utils.translation import gettext, gettext_lazy as _
 
-from finetune.models import DatasetStatus, FineTuneJob
+from finetune.models import DatasetStatus, FineTuneJob, JobStatus
 from finetune.services import jobs
 from finetune.services.curves import loss_curve_svg
 
 CREATE_FIELDS = ("name", "base_space", "base_model_path", "dataset", "guard_sets", "loss", "matryoshka_dims",
                  "epochs", "batch_size", "mini_batch_size", "learning_rate", "warmup_ratio", "max_length", "seed",
-                 "freeze_embeddings", "lora", "lora_rank", "early_stopping_patience", "eval_every_steps",
-                 "mine_negatives", "negative_margin")
+                 "freeze_embeddings", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
+                 "eval_every_steps", "mine_negatives", "negative_margin")
 
 
 class FineTuneJobCreateForm(forms.ModelForm):
@@ -197,13 +200,32 @@ class FineTuneJobAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Register the package as a space (ready, not active)"), permissions=["change"])
     def register_packages(self, request, queryset):
+        """Packages no worse than their base are registered at once; the others are
+        listed on a confirmation page that asks for the reason to register them anyway."""
+        forced = request.POST.get("confirm") == "force"
+        reason = request.POST.get("reason", "").strip()
+        if forced and not reason:
+            self.message_user(request, gettext("Registering a model that is worse than its base needs a reason."),
+                              messages.ERROR)
+            forced = False
+        worse = []
         for job in queryset:
+            regressed = jobs.regressions(job) if job.status == JobStatus.SUCCEEDED else []
+            if regressed and not forced:
+                worse.append((job, jobs.describe(regressed)))
+                continue
             try:
-                space = jobs.register_package(job)
+                space = jobs.register_package(job, force=forced, reason=reason, by=request.user)
                 self.message_user(request, gettext("%(name)s: registered as space %(space)s (ready, not active).")
                                   % {"name": job.name, "space": space.name})
             except jobs.JobError as exc:
                 self.message_user(request, str(exc), messages.WARNING)
+        if worse:
+            return TemplateResponse(request, "admin/finetune/register_despite_regression.html", {
+                **self.admin_site.each_context(request), "title": _("Register a model worse than its base?"),
+                "jobs": worse, "opts": self.model._meta, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+                "margin": jobs._percent(settings.FINETUNE_REGRESSION_MARGIN)})
+        return None
 
 
 def without_examples(report: dict, user=None) -> dict:

@@ -69,6 +69,8 @@ class FineTuneJobCreateSerializer(serializers.Serializer):
     max_length = serializers.IntegerField(required=False)
     seed = serializers.IntegerField(required=False, min_value=0)
     freeze_embeddings = serializers.BooleanField(required=False)
+    group_by_length = serializers.BooleanField(required=False)
+    bf16 = serializers.BooleanField(required=False)
     lora = serializers.BooleanField(required=False)
     lora_rank = serializers.IntegerField(required=False)
     early_stopping_patience = serializers.IntegerField(required=False)
@@ -89,6 +91,9 @@ class FineTuneJobCreateSerializer(serializers.Serializer):
 
 class RegisterSerializer(serializers.Serializer):
     space_name = serializers.CharField(max_length=64, required=False, allow_blank=True)
+    force = serializers.BooleanField(required=False, default=False, help_text=(
+        "Register even when the fine-tuned model is worse than its base beyond the margin."))
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
 class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
@@ -130,7 +135,9 @@ class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixin
         body = RegisterSerializer(data=request.data)
         body.is_valid(raise_exception=True)
         try:
-            space = jobs.register_package(job, space_name=body.validated_data.get("space_name") or None)
+            data = body.validated_data
+            space = jobs.register_package(job, space_name=data.get("space_name") or None, force=data["force"],
+                                          reason=data["reason"], by=request.user)
         except jobs.JobError as exc:
             return Response({exc.field: [str(exc)]} if exc.field else {"detail": str(exc)},
                             status=status.HTTP_400_BAD_REQUEST)

@@ -67,19 +67,28 @@ def length_grouped_batches(lengths: Sequence[int], batch_size: int, *, seed: int
     lengths over the epoch is random. Larger buckets pad less but make the
     batches' members (MNRL's in-batch negatives) more alike in length."""
     _check_batch_args(len(lengths), batch_size, duplicate_keys)
-    if bucket_batches < 1:
-        raise ValueError("bucket_batches must be at least 1")
     rng = random.Random(seed)
     order = list(range(len(lengths)))
     rng.shuffle(order)
+    batches = _fill_batches(length_grouped_order(order, lengths, batch_size, bucket_batches), batch_size,
+                            duplicate_keys)
+    rng.shuffle(batches)
+    return batches
+
+
+def length_grouped_order(order: Sequence[int], lengths: Sequence[int], batch_size: int,
+                         bucket_batches: int = 16) -> list[int]:
+    """`order` (already shuffled) cut into buckets of `bucket_batches` batches, each
+    bucket sorted by length: consecutive runs of `batch_size` items are then alike
+    in length. The caller cuts the batches and shuffles them."""
+    if bucket_batches < 1:
+        raise ValueError("bucket_batches must be at least 1")
     bucket = batch_size * bucket_batches
     grouped: list[int] = []
     for start in range(0, len(order), bucket):
         # sorted() is stable: equal lengths keep their shuffled order
         grouped.extend(sorted(order[start:start + bucket], key=lambda i: lengths[i]))
-    batches = _fill_batches(grouped, batch_size, duplicate_keys)
-    rng.shuffle(batches)
-    return batches
+    return grouped
 
 
 def _check_batch_args(count: int, batch_size: int, duplicate_keys) -> None:

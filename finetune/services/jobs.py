@@ -29,7 +29,7 @@ LIMITS = {"epochs": (0.01, 100.0), "batch_size": (2, 4096), "mini_batch_size": (
           "lora_rank": (1, 512), "eval_every_steps": (1, 10**6), "early_stopping_patience": (0, 1000),
           "negative_margin": (0.0, 1.0)}
 OPTIONS = ("loss", "matryoshka_dims", "epochs", "batch_size", "mini_batch_size", "learning_rate", "warmup_ratio",
-           "max_length", "seed", "freeze_embeddings", "lora", "lora_rank", "early_stopping_patience",
+           "max_length", "seed", "freeze_embeddings", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
            "eval_every_steps", "mine_negatives", "negative_margin")
 
 
@@ -219,9 +219,36 @@ def request_cancel(job: FineTuneJob, *, by=None) -> FineTuneJob:
     return job
 
 
-def register_package(job: FineTuneJob, *, space_name: str | None = None):
+def regressions(job: FineTuneJob) -> list[dict]:
+    """Where the fine-tuned model scores below its base by more than the margin
+    (relative MRR@10), on the held-out split or a guard set."""
+    margin = settings.FINETUNE_REGRESSION_MARGIN
+    out = []
+    for key, pair in ((job.metrics or {}).get("summary") or {}).items():
+        base, tuned = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, None)
+        if base is None or tuned is None or base <= 0:
+            continue
+        if tuned < base * (1 - margin):
+            out.append({"set": key.removesuffix("_mrr@10"), "base": base, "fine_tuned": tuned,
+                        "change": round(tuned / base - 1, 4)})
+    return out
+
+
+def describe(worse: list[dict]) -> str:
+    return "; ".join(f"{w['set']} MRR@10 {w['base']:.3f} → {w['fine_tuned']:.3f} ({w['change']:+.1%})"
+                     for w in worse)
+
+
+def _percent(share: float) -> str:
+    return f"{share * 100:g}"
+
+
+def register_package(job: FineTuneJob, *, space_name: str | None = None, force: bool = False, reason: str = "",
+                     by=None):
     """Register the job's package as a new embedding space in status ready — not
-    active: switching the portal to it is a migration's work."""
+    active: switching the portal to it is a migration's work. A model worse than its
+    base beyond FINETUNE_REGRESSION_MARGIN (held-out split or any guard set) is refused
+    unless forced with a reason, which is kept on the space's card and the job."""
     from search.models import EmbeddingSpace, SpaceStatus
     from search.services import spaces
 
@@ -234,6 +261,13 @@ def register_package(job: FineTuneJob, *, space_name: str | None = None):
                        % {"name": job.name, "status": job.get_status_display()})
     if not is_model_folder(Path(job.package_dir)):
         raise JobError(_("The package folder %(path)s is missing.") % {"path": job.package_dir})
+    worse = regressions(job)
+    if worse and not force:
+        raise JobError(_("The fine-tuned model is worse than its base by more than %(margin)s%% on: %(sets)s. "
+                         "Register it anyway only with force and a reason.")
+                       % {"margin": _percent(settings.FINETUNE_REGRESSION_MARGIN), "sets": describe(worse)}, "force")
+    if worse and not reason.strip():
+        raise JobError(_("Registering a model that is worse than its base needs a reason."), "reason")
     name = space_name or job.name
     if len(name) > 64 or not NAME_RE.match(name):
         raise JobError(_("A space name is at most 64 lower-case letters, digits, - or _; give one."), "space_name")
@@ -242,8 +276,14 @@ def register_package(job: FineTuneJob, *, space_name: str | None = None):
                        "space_name")
     card = {"fine_tuned_by_job": job.name, "base_model": job.base_model_path, "dataset": job.dataset.name,
             "dataset_hash": job.dataset.content_hash, "metrics": job.metrics.get("summary", {})}
+    who = getattr(by, "username", "") or "command line"
+    if worse:
+        card["registered_despite_regression"] = {"reason": reason.strip(), "by": who, "regressions": worse}
     with transaction.atomic():
         space = spaces.create_space(name, job.package_dir, model_card=card, status=SpaceStatus.READY)
         FineTuneJob.objects.filter(pk=job.pk).update(registered_space=space)
+        detail = f"as space {name} by {who}" + (f"; forced despite {describe(worse)}: {reason.strip()}"
+                                               if worse else "")
+        transition(job, job.status, JobStep.REGISTERED, detail)
     job.registered_space = space
     return space

@@ -24,14 +24,17 @@ def pick_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def use_training_threads() -> int:
-    """All cores for training on CPU (web processes use one; the worker's pool may have set fewer)."""
-    import torch
+def use_training_threads() -> dict:
+    """All available cores for training on CPU (web processes use one; the worker's pool
+    may have set fewer), one inter-op thread; what was set, with the OpenMP wait policy
+    (settings.py makes it PASSIVE before torch loads), goes into the job's metrics."""
     from django.conf import settings
 
-    n = settings.FINETUNE_TORCH_THREADS or os.cpu_count() or 1
-    torch.set_num_threads(n)
-    return n
+    from finetune.services.cpu_speed import configure_threads
+
+    threads = configure_threads(settings.FINETUNE_TORCH_THREADS or None, 1)
+    return {"torch_threads": threads["intra_op"], "interop_threads": threads["inter_op"],
+            "omp_wait_policy": threads["omp_wait_policy"]}
 
 
 @dataclass

@@ -164,7 +164,11 @@ def _train(job, reporter: Reporter, device: str, eval_data, work: Path) -> dict:
     threads = model_setup.use_training_threads() if device == "cpu" else None
     model, names, base_max = model_setup.load_for_training(job, device)
     pairs = batches.load_train(job.dataset)
-    plan = batches.plan(pairs, job.batch_size, job.seed, job.epochs)
+    grouping = None
+    if job.group_by_length and pairs:
+        grouping = batches.grouping_lengths(model.tokenizer, pairs, model_setup.prompts_of(model),
+                                            model.max_seq_length, job.batch_size, job.seed)
+    plan = batches.plan(pairs, job.batch_size, job.seed, job.epochs, grouping.lengths if grouping else None)
     if not plan.total_steps:
         raise ValueError("The dataset gives no training batch (it needs at least two pairs with different "
                          "queries and passages).")
@@ -179,6 +183,10 @@ def _train(job, reporter: Reporter, device: str, eval_data, work: Path) -> dict:
             "resumed_from": result.resumed_from, "best_step": result.best_step, "best_eval_mrr@10": result.best_score,
             "restored_best": result.restored_best, "train_seconds": result.train_seconds,
             "seconds_per_step": round(result.train_seconds / max(1, result.steps_done), 3),
-            "train_pairs": len(pairs), "device": device, "torch_threads": threads,
+            "train_pairs": len(pairs), "device": device, **(threads or {}), "bf16": result.bf16,
+            "improved_on_base": result.improved,
+            "grouped_by": grouping.key if grouping else None,
+            "padding_efficiency": grouping.padding_efficiency if grouping else None,
+            "padding_efficiency_random": grouping.padding_efficiency_random if grouping else None,
             **model_setup.parameter_counts(model)}
 

@@ -1,7 +1,10 @@
 """The training run of a job: sentence-transformers model and losses
 (MultipleNegativesRankingLoss, its cached variant, optionally inside
 MatryoshkaLoss), AdamW with linear warmup and decay, gradient clipping at 1.0,
-early stopping on the eval split's MRR@10, checkpoints and live progress.
+early stopping on the eval split's MRR@10 (the base is evaluated as step 0,
+so a run that never beats it ends with the base's weights and says so),
+checkpoints and live progress. On CPU: fused AdamW and, where the CPU has
+native bfloat16, the forward pass in bf16 (docs/decisions.md, speed on CPU).
 
 A loop of our own rather than SentenceTransformerTrainer: the trainer needs the
 `datasets` package (pyarrow, pandas: ~100 MB more in every installation) and
@@ -21,7 +24,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from finetune.services import checkpoints
+from finetune.services import checkpoints, cpu_speed
 from finetune.services.batches import EvalData, Plan, TrainPair
 from finetune.services.heldout import early_stopping_evaluator, evaluator_mrr
 from finetune.services.model_setup import (build_loss, load_trainable_state, prompts_of, trainable_state)
@@ -41,6 +44,8 @@ class TrainResult:
     best_step: int | None = None
     best_score: float | None = None
     restored_best: bool = False
+    improved: bool | None = None  # None: no eval split, so nothing to compare with the base
+    bf16: bool = False
     train_seconds: float = 0.0
     loss_curve: list = field(default_factory=list)
     eval_curve: list = field(default_factory=list)
@@ -49,6 +54,29 @@ class TrainResult:
 def _features(model, texts: list[str], device):
     features = model.preprocess(texts)
     return {k: v.to(device) if hasattr(v, "to") else v for k, v in features.items()}
+
+
+def _forward_loss(model, loss_fn, features, bf16: bool):
+    """The loss of one batch. In bf16 only the encoder runs in bfloat16: the
+    similarities, their scale and the softmax of MNRL stay in float32."""
+    from sentence_transformers import losses
+
+    if not bf16:
+        return loss_fn(features, None)
+    with cpu_speed.cpu_autocast(True):
+        if type(loss_fn) is not losses.MultipleNegativesRankingLoss:  # cached / Matryoshka: their own passes
+            return loss_fn(features, None).float()
+        embeddings = [model(f)["sentence_embedding"] for f in features]
+    return loss_fn.compute_loss_from_embeddings([e.float() for e in embeddings], None)
+
+
+def _optimizer(params, lr: float):
+    import torch
+
+    try:  # one fused kernel for all tensors instead of a loop over them (CPU and CUDA)
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY, fused=True)
+    except (RuntimeError, TypeError):  # a device or dtype without the fused kernel
+        return torch.optim.AdamW(params, lr=lr, weight_decay=WEIGHT_DECAY)
 
 
 def _columns(pairs: list[TrainPair], batch: list[int], prompts) -> list[list[str]]:
@@ -67,12 +95,13 @@ def train(job, model, names: list[str], pairs: list[TrainPair], plan: Plan, eval
     device = model.device
     total = plan.total_steps
     params = [p for n, p in model.named_parameters() if n in set(names)]
-    optimizer = torch.optim.AdamW(params, lr=job.learning_rate, weight_decay=WEIGHT_DECAY)
+    optimizer = _optimizer(params, job.learning_rate)
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(job.warmup_ratio * total), total)
     loss_fn = build_loss(job, model)
     prompts = prompts_of(model)
     evaluator = early_stopping_evaluator(model, eval_data) if eval_data else None
     result = TrainResult(total_steps=total)
+    result.bf16 = bool(job.bf16 and device.type == "cpu" and cpu_speed.bf16_supported())
     bad_evals, best_score, best_step, start, spent = 0, None, None, 0, 0.0
 
     saved = checkpoints.load(work)
@@ -88,6 +117,11 @@ def train(job, model, names: list[str], pairs: list[TrainPair], plan: Plan, eval
         log.info("fine-tuning job %s: resuming at step %d of %d", job.pk, start, total)
     else:
         torch.manual_seed(job.seed)
+        if evaluator is not None:  # the base is the score to beat
+            model.eval()
+            best_score, best_step = evaluator_mrr(evaluator, model), 0
+            result.eval_curve.append([0, round(best_score, 6)])
+            checkpoints.save_best(work, 0, best_score, trainable_state(model, names))
 
     def save_checkpoint(step: int) -> None:
         checkpoints.save(work, {"step": step, "weights": trainable_state(model, names),
@@ -106,7 +140,7 @@ def train(job, model, names: list[str], pairs: list[TrainPair], plan: Plan, eval
         reporter.check()
         began = time.monotonic()
         features = [_features(model, column, device) for column in _columns(pairs, plan.batches[step - 1], prompts)]
-        loss = loss_fn(features, None)
+        loss = _forward_loss(model, loss_fn, features, result.bf16)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM)
         optimizer.step()
@@ -147,4 +181,6 @@ def train(job, model, names: list[str], pairs: list[TrainPair], plan: Plan, eval
     if best is not None and result.eval_curve and best["step"] != result.eval_curve[-1][0]:
         load_trainable_state(model, best["weights"])  # the weights of the best evaluation, not the last
         result.restored_best = True
+    if best_step is not None:
+        result.improved = best_step > 0
     return result

@@ -50,6 +50,9 @@ class Command(BaseCommand):
                            ("negative-margin", float)):
             run.add_argument(f"--{flag}", type=kind)
         run.add_argument("--train-embeddings", action="store_true", help="do not freeze the word embeddings")
+        run.add_argument("--random-batches", action="store_true",
+                         help="do not group batches by length (slower: more padding)")
+        run.add_argument("--no-bf16", action="store_true", help="train in float32 even where the CPU has bf16")
         run.add_argument("--lora", action="store_true", help="train LoRA adapters (merged into the package)")
         run.add_argument("--mine-negatives", action="store_true", help="mine hard negatives with the base first")
         how = run.add_mutually_exclusive_group()
@@ -60,6 +63,9 @@ class Command(BaseCommand):
         register = sub.add_parser("register", help="register a job's package as a space (ready, not active)")
         register.add_argument("name")
         register.add_argument("--space-name")
+        register.add_argument("--force", action="store_true",
+                              help="register even when it is worse than its base beyond the margin")
+        register.add_argument("--reason", default="", help="why (required with --force when it is worse)")
         sub.add_parser("list", help="list the jobs")
 
     def handle(self, *args, action, **options):
@@ -89,7 +95,8 @@ class Command(BaseCommand):
                                          "early_stopping_patience", "eval_every_steps", "negative_margin")
                  if options.get(k) is not None}
         flags.update(lora=options["lora"], mine_negatives=options["mine_negatives"],
-                     freeze_embeddings=not options["train_embeddings"])
+                     freeze_embeddings=not options["train_embeddings"],
+                     group_by_length=not options["random_batches"], bf16=not options["no_bf16"])
         job = jobs.create_job(name=name, dataset=data, base_space=space, base_model_path=base_model or "",
                               guard_sets=sets, queue=not sync, **flags)
         if sync:
@@ -151,8 +158,8 @@ class Command(BaseCommand):
         job = jobs.request_cancel(_job(name))
         self.stdout.write(f"{job.name}: {job.status} — {job.status_message_display}")
 
-    def do_register(self, name, space_name=None, **_):
-        space = jobs.register_package(_job(name), space_name=space_name)
+    def do_register(self, name, space_name=None, force=False, reason="", **_):
+        space = jobs.register_package(_job(name), space_name=space_name, force=force, reason=reason)
         self.stdout.write(f"registered as space {space.name} (status {space.status}, not active)")
 
     def do_list(self, **_):
