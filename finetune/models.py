@@ -162,6 +162,8 @@ class FineTuneJob(models.Model):
     max_length = models.PositiveIntegerField(_("max length (tokens)"), default=128)
     seed = models.PositiveIntegerField(_("seed"), default=42)
     freeze_embeddings = models.BooleanField(_("freeze the word embeddings"), default=True)
+    frozen_layers = models.PositiveSmallIntegerField(_("frozen lower layers"), default=0, help_text=_(
+        "Train only the layers above the lowest N (and never the embeddings): the backward pass stops there."))
     group_by_length = models.BooleanField(_("group batches by length"), default=True, help_text=_(
         "Batches of texts of similar length: less padding, faster steps."))
     bf16 = models.BooleanField(_("bfloat16 on CPU"), default=True, help_text=_(

@@ -209,3 +209,15 @@ def test_the_optimizer_is_fused_and_bf16_keeps_the_loss_in_float32(tiny_model_pa
         assert float(low) == pytest.approx(float(plain), rel=0.05)
     else:
         assert float(low) == pytest.approx(float(plain), abs=1e-6)
+
+
+def test_frozen_lower_layers_train_only_the_layers_above(tiny_model_path):
+    job = jobs.create_job(name="frozen-layers", dataset=make_dataset(), base_model_path=tiny_model_path,
+                          queue=False, frozen_layers=1, freeze_embeddings=False)
+    model, names, _ = model_setup.load_for_training(job, "cpu")
+    assert names and all(".layer.1." in n or "pooler" in n for n in names), names
+    assert not any("embeddings" in n or ".layer.0." in n for n in names)
+    with pytest.raises(jobs.JobError, match="has 2 layers") as refused:
+        jobs.create_job(name="all-frozen", dataset=make_dataset("other"), base_model_path=tiny_model_path,
+                        queue=False, frozen_layers=2)
+    assert refused.value.field == "frozen_layers"

@@ -69,6 +69,7 @@ class FineTuneJobCreateSerializer(serializers.Serializer):
     max_length = serializers.IntegerField(required=False)
     seed = serializers.IntegerField(required=False, min_value=0)
     freeze_embeddings = serializers.BooleanField(required=False)
+    frozen_layers = serializers.IntegerField(required=False, min_value=0)
     group_by_length = serializers.BooleanField(required=False)
     bf16 = serializers.BooleanField(required=False)
     lora = serializers.BooleanField(required=False)

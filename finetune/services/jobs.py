@@ -7,6 +7,7 @@ check, so the constraint decides and its IntegrityError becomes a clear error.
 """
 from __future__ import annotations
 
+import json
 import logging
 import re
 import shutil
@@ -26,10 +27,10 @@ HISTORY_KEPT = 200
 # What the job's options may be. MNRL needs at least one other pair in a batch.
 LIMITS = {"epochs": (0.01, 100.0), "batch_size": (2, 4096), "mini_batch_size": (1, 4096),
           "learning_rate": (1e-8, 1.0), "warmup_ratio": (0.0, 0.9), "max_length": (8, 8192),
-          "lora_rank": (1, 512), "eval_every_steps": (1, 10**6), "early_stopping_patience": (0, 1000),
+          "lora_rank": (1, 512), "frozen_layers": (0, 200), "eval_every_steps": (1, 10**6), "early_stopping_patience": (0, 1000),
           "negative_margin": (0.0, 1.0)}
 OPTIONS = ("loss", "matryoshka_dims", "epochs", "batch_size", "mini_batch_size", "learning_rate", "warmup_ratio",
-           "max_length", "seed", "freeze_embeddings", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
+           "max_length", "seed", "freeze_embeddings", "frozen_layers", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
            "eval_every_steps", "mine_negatives", "negative_margin")
 
 
@@ -106,6 +107,19 @@ def check_options(options: dict, dimension: int | None = None) -> None:
             raise JobError(_("LoRA needs the peft package, which is not installed."), "lora")
 
 
+def _check_frozen_layers(count: int, folder: Path) -> None:
+    """At least one layer must train: checked on the base's config.json when it says."""
+    if not count:
+        return
+    try:
+        layers = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("num_hidden_layers")
+    except (OSError, ValueError):
+        return  # a model without the usual config: the job's set-up checks it
+    if isinstance(layers, int) and count >= layers:
+        raise JobError(_("The base model has %(layers)s layers: freeze fewer than that (got %(count)s).")
+                       % {"layers": layers, "count": count}, "frozen_layers")
+
+
 def create_job(*, name: str, dataset: TrainingDataset, base_space=None, base_model_path: str = "",
                guard_sets=(), created_by=None, queue: bool = True, **options) -> FineTuneJob:
     """Create a job (status queued) and hand it to the finetune queue."""
@@ -126,6 +140,7 @@ def create_job(*, name: str, dataset: TrainingDataset, base_space=None, base_mod
                        % {"name": dataset.name, "status": dataset.get_status_display()}, "dataset")
     folder, key = resolve_base(base_space, base_model_path)
     check_options(options, _dimension_of(base_space))
+    _check_frozen_layers(options.get("frozen_layers") or 0, Path(folder))
     try:
         with transaction.atomic():
             job = FineTuneJob.objects.create(name=name, dataset=dataset, base_space=base_space,

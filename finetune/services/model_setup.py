@@ -76,11 +76,40 @@ def load_for_training(job, device: str):
         wrapped = get_peft_model(inner, config)  # freezes everything but the adapters
         _set_transformer(model, wrapped)
         model.to(device)
-    elif job.freeze_embeddings:
-        # e5-small: 250k × 384 of its 118M parameters, and twice that in AdamW state.
-        inner.get_input_embeddings().weight.requires_grad_(False)
+    else:
+        if job.freeze_embeddings or job.frozen_layers:
+            # e5-small: 250k × 384 of its 118M parameters, and twice that in AdamW state.
+            inner.get_input_embeddings().weight.requires_grad_(False)
+        if job.frozen_layers:
+            freeze_lower_layers(inner, job.frozen_layers)
     names = [n for n, p in model.named_parameters() if p.requires_grad]
     return model, names, base_max
+
+
+def transformer_layers(inner):
+    """The stack of transformer blocks (BERT / XLM-R `encoder.layer`, others `layers`)."""
+    import torch
+
+    for name, module in inner.named_modules():
+        if isinstance(module, torch.nn.ModuleList) and name.split(".")[-1] in ("layer", "layers", "h", "block"):
+            return module
+    raise ValueError("the model has no list of transformer layers to freeze")
+
+
+def freeze_lower_layers(inner, count: int) -> None:
+    """No gradient for the embeddings block and the lowest `count` layers: the
+    backward pass ends at the first trainable layer, which is where the time goes."""
+    layers = transformer_layers(inner)
+    if count >= len(layers):
+        raise ValueError(f"frozen_layers is {count} but the model has {len(layers)} layers: at least one must train")
+    embeddings = inner.get_input_embeddings()
+    for name, module in inner.named_modules():
+        if name.split(".")[-1] == "embeddings" or module is embeddings:
+            for parameter in module.parameters():
+                parameter.requires_grad_(False)
+    for layer in list(layers)[:count]:
+        for parameter in layer.parameters():
+            parameter.requires_grad_(False)
 
 
 def _set_transformer(model, inner) -> None:
