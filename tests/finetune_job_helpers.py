@@ -88,3 +88,15 @@ def guard_set(db):
     records = [{"query": f"hỏi về {topic}", "doc_id": code, "_line": n}
                for n, ((topic, _), code) in enumerate(zip(TOPICS[:3], codes), start=1)]
     return sets.import_records("guard", records, replace=True)
+
+
+def trainer(username: str):
+    """Staff with the fine-tuning job permissions (what the API asks for, as the admin does)."""
+    from django.contrib.auth.models import Permission
+
+    from tests import factories as f
+
+    user = f.user(username, is_staff=True)
+    user.user_permissions.add(*Permission.objects.filter(content_type__app_label="finetune",
+                                                         codename__endswith="_finetunejob"))
+    return user

@@ -12,7 +12,7 @@ Adding an endpoint is one line in one of the tables below:
   refused except the superuser (tests/test_finetune_dataset_api.py covers staff
   with the model permissions: their own datasets only, pairs of visible documents only).
 - JOB_ENDPOINTS: fine-tuning jobs (no document content; they act on the portal):
-  staff only.
+  staff with the fine-tuning job permissions only (as in the admin).
 """
 import json
 import re
@@ -408,12 +408,17 @@ def a_job(tmp_path, minilm_path):
                                       base_key=minilm_path, status=JobStatus.FAILED)
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED) + ["staff"])
+@pytest.mark.parametrize("name", sorted(EXPECTED) + ["staff", "staff-with-perms"])
 def test_staff_only_endpoints_refuse_everyone_else(world, a_job, name):
+    from django.contrib.auth.models import Permission
+
     docs, people = world
-    people["staff"] = f.user("operator", is_staff=True)
+    people["staff"] = f.user("operator", is_staff=True)  # staff without the fine-tuning permissions
+    people["staff-with-perms"] = f.user("trainer", is_staff=True)
+    people["staff-with-perms"].user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="finetune", codename__endswith="_finetunejob"))
     p = principal(name, people[name])
-    allowed = name in ("staff", "superuser")
+    allowed = name in ("staff-with-perms", "superuser")
     for endpoint in JOB_ENDPOINTS:
         url = endpoint.url.format(job=a_job.pk)
         if endpoint.method == "get":

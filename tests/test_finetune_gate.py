@@ -18,7 +18,7 @@ from finetune.models import FineTuneJob, JobStatus
 from finetune.services import batches, cpu_speed, jobs, model_setup, training
 from search.services import encoders
 from tests import factories as f
-from tests.finetune_job_helpers import make_dataset, tiny_model_path  # noqa: F401 - fixtures
+from tests.finetune_job_helpers import make_dataset, tiny_model_path, trainer  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -133,7 +133,7 @@ def test_within_the_margin_is_not_a_regression(tiny_model_path, settings):
 def test_the_api_refuses_then_registers_with_force_and_reason(tiny_model_path):
     job = _succeeded("api-worse", tiny_model_path, WORSE)
     client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    client.force_login(f.user("operator", is_staff=True))
+    client.force_login(trainer("operator"))
     url = f"/api/v1/finetune/jobs/{job.pk}/register/"
     refused = client.post(url, json.dumps({}), content_type="application/json")
     assert refused.status_code == 400 and "samples-guard" in refused.json()["force"][0]

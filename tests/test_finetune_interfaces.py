@@ -13,7 +13,7 @@ from django.test import Client
 from finetune.models import FineTuneJob, JobStatus
 from finetune.services import jobs
 from tests import factories as f
-from tests.finetune_job_helpers import make_dataset, tiny_model_path  # noqa: F401 - fixtures
+from tests.finetune_job_helpers import make_dataset, tiny_model_path, trainer  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -99,7 +99,7 @@ def test_staff_without_the_model_permission_cannot_open_the_admin(tiny_model_pat
 @pytest.fixture
 def api():
     client = Client(HTTP_ACCEPT_LANGUAGE="en")  # the messages checked below are the English ones
-    client.force_login(f.user("operator", is_staff=True))
+    client.force_login(trainer("operator"))
     return client
 
 
@@ -187,3 +187,10 @@ def test_a_base_space_can_be_chosen_instead_of_a_folder_and_running_jobs_are_not
     admin_client.post("/admin/finetune/finetunejob/", {"action": "delete_selected", "_selected_action": [job.pk],
                                                        "post": "yes"})
     assert not FineTuneJob.objects.filter(pk=job.pk).exists()
+
+
+def test_staff_without_the_job_permissions_are_refused_by_the_api(tiny_model_path):
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(f.user("clerk", is_staff=True))
+    response = client.get("/api/v1/finetune/jobs/")
+    assert response.status_code == 403 and "permissions" in response.json()["detail"]

@@ -12,34 +12,20 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import Http404
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy
 from drf_spectacular.utils import extend_schema, extend_schema_view, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound
 from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 from rest_framework.response import Response
 
 from documents.api import ListField
+from finetune.api.permissions import DatasetPermission
 from finetune.models import PairSource, Split, TrainingDataset
 from finetune.selectors import datasets_for, visible_pairs
 from finetune.services.datasets import DatasetRefused, DatasetSpec, SourceFile, build_dataset
 from finetune.services.datasets.benchmark import default_train_path, default_val_path
 from finetune.services.validation import record_validation, translated
-
-ACTION_PERMISSION = {"list": "view", "retrieve": "view", "pairs": "view", "create": "add", "validate": "change"}
-
-
-class FinetuneStaff(permissions.BasePermission):
-    message = gettext_lazy("Training datasets are for staff with the fine-tuning permissions.")
-
-    def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated and user.is_active and user.is_staff):
-            return False
-        codename = ACTION_PERMISSION.get(getattr(view, "action", None) or "", "change")
-        return user.has_perm(f"finetune.{codename}_trainingdataset")
-
 
 def _summary(report: dict) -> dict:
     return {"errors": len(report.get("errors", [])), "warnings": len(report.get("warnings", [])),
@@ -146,7 +132,7 @@ DatasetRefusedResponse = inline_serializer("DatasetRefused", {
 
 @extend_schema_view(pairs=extend_schema(parameters=[PairFilters], responses={200: PairSerializer(many=True)}))
 class DatasetViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
-    permission_classes = [FinetuneStaff]
+    permission_classes = [DatasetPermission]
     parser_classes = [MultiPartParser, FormParser, JSONParser]
 
     def get_queryset(self):

@@ -1,22 +1,18 @@
-"""REST API for fine-tuning jobs (staff only): /api/v1/finetune/jobs/ — create,
+"""REST API for fine-tuning jobs (staff with the fine-tuning job permissions): /api/v1/finetune/jobs/ — create,
 list, detail (progress, loss curve, metrics), cancel, register."""
 from __future__ import annotations
 
-from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema, inline_serializer
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
 from finetune.admin.jobs import without_examples
+from finetune.api.permissions import JobPermission
 from finetune.models import FineTuneJob, Loss, TrainingDataset
 from finetune.services import jobs
 from search.evaluation.models import EvaluationSet
 from search.models import EmbeddingSpace
-
-
-class IsActiveStaff(permissions.IsAdminUser):
-    message = _("Fine-tuning is for staff only.")
 
 
 class FineTuneJobSerializer(serializers.ModelSerializer):
@@ -99,7 +95,7 @@ class RegisterSerializer(serializers.Serializer):
 
 class FineTuneJobViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, mixins.CreateModelMixin,
                          viewsets.GenericViewSet):
-    permission_classes = [IsActiveStaff]
+    permission_classes = [JobPermission]
     queryset = FineTuneJob.objects.select_related("base_space", "dataset", "registered_space", "created_by") \
         .prefetch_related("guard_sets")
 
