@@ -36,6 +36,15 @@ def build_tiny_model(folder, minilm_path: str, hidden: int, max_len: int, seed: 
     return str(out)
 
 
+@pytest.fixture(autouse=True)
+def english():
+    """Refusals are matched in English (the default language is Vietnamese)."""
+    from django.utils import translation
+
+    with translation.override("en"):
+        yield
+
+
 @pytest.fixture(scope="session")
 def tiny_pair(tmp_path_factory, minilm_path):
     """(source model: 48 dims, 64 tokens; target model: 32 dims, 48 tokens)."""

@@ -449,7 +449,7 @@ def a_migration(minilm_path):
     from search.models import EmbeddingSpace
 
     source = EmbeddingSpace.objects.create(name="access-a", model_path=minilm_path, dimension=384,
-                                           max_seq_length=256, status="active")
+                                           max_seq_length=256, status="ready")
     target = EmbeddingSpace.objects.create(name="access-b", model_path=minilm_path, dimension=384,
                                            max_seq_length=256, status="ready")
     return SpaceMigration.objects.create(source=source, target=target, state="failed")

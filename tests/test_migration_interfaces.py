@@ -11,14 +11,14 @@ from search.migration_models import MigrationState as S, SpaceMigration
 from search.models import SpaceStatus
 from search.services import space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import english, tiny_pair, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
 def staff_client():
-    client = Client()
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
     client.force_login(f.user("root", is_superuser=True, is_staff=True))
     return client
 

@@ -21,7 +21,8 @@ from search.models import ChunkEmbedding, SpaceStatus
 from search.services import space_index, space_migration as sm
 from tests import factories as f
 from tests.conftest import wait_until
-from tests.migration_helpers import chunk_ids, ready_document, tiny_pair, vector_chunk_ids, world  # noqa: F401
+from tests.migration_helpers import (chunk_ids, english, ready_document, tiny_pair,  # noqa: F401
+                                     vector_chunk_ids, world)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
 
@@ -115,9 +116,14 @@ def test_a_cancel_during_the_backfill_stops_it_and_removes_what_it_built(start_w
         held_before(docs[3], migration)
         # The worker's batch holds the migration row until the document is free: the
         # cancel waits for it in a thread of its own.
-        asking = threading.Thread(target=lambda: answers.append(client.post(
-            f"/api/v1/migrations/{migration.pk}/cancel/", json.dumps({"reason": "wrong model"}),
-            content_type="application/json")))
+        def ask():
+            try:
+                answers.append(client.post(f"/api/v1/migrations/{migration.pk}/cancel/",
+                                           json.dumps({"reason": "wrong model"}), content_type="application/json"))
+            finally:
+                connections.close_all()
+
+        asking = threading.Thread(target=ask)
         asking.start()
         asking.join(0.5)
     asking.join(30)

@@ -9,7 +9,7 @@ from search.migration_models import OPEN_STATES, MigrationState as S, SpaceMigra
 from search.models import EmbeddingSpace, SpaceStatus
 from search.services import space_index, space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import english, tiny_pair, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
