@@ -31,9 +31,9 @@ def test_the_backfill_embeds_every_chunk_once_then_builds_the_index(world):
     source, target, _ = world
     migration = sm.start(target, by="tester")
     assert index_def(target) is not None  # registered with its (empty) index
-    run_step(migration.pk, migration.step_token)
+    outcome = run_step(migration.pk, migration.step_token)
     migration.refresh_from_db()
-    assert migration.state == S.BACKFILLING and 0 < migration.cursor
+    assert migration.state == S.BACKFILLING and 0 < migration.cursor, (outcome, migration.error)
     assert index_def(target) is None, "rows are loaded before the target's index exists"
     migration = drive(migration)
     assert migration.state == S.EVALUATING, migration.error

@@ -177,7 +177,8 @@ def queue_step(migration: SpaceMigration) -> bool:
     from search.tasks import space_migration_step_task
 
     token = uuid.uuid4().hex
-    SpaceMigration.objects.filter(pk=migration.pk).update(step_token=token, queued_at=timezone.now())
+    migration.step_token, migration.queued_at = token, timezone.now()
+    SpaceMigration.objects.filter(pk=migration.pk).update(step_token=token, queued_at=migration.queued_at)
     if tasking.send(space_migration_step_task, migration.pk, token):
         return True
     SpaceMigration.objects.filter(pk=migration.pk, step_token=token).update(
