@@ -21,7 +21,7 @@ from search.models import ChunkEmbedding, SpaceStatus
 from search.services import space_index, space_migration as sm
 from tests import factories as f
 from tests.conftest import wait_until
-from tests.migration_helpers import (chunk_ids, english, ready_document, tiny_pair,  # noqa: F401
+from tests.migration_helpers import (chunk_ids, english, ready_document, text_for, tiny_pair,  # noqa: F401
                                      vector_chunk_ids, world)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
@@ -78,7 +78,11 @@ def test_documents_changed_during_the_backfill_end_up_in_both_spaces(start_worke
     assert not gone & set(vector_chunk_ids(target))
     assert set(added.chunks.values_list("pk", flat=True)) <= set(vector_chunk_ids(target))
     assert space_index.index_state(target) == space_index.VALID
-    late = ready_document(60)  # after the walk: only the dual-write can bring it
+    # After the walk only the dual-write can bring a new document (processed here or by
+    # the worker, whichever takes it first).
+    late = f.document(1, text=text_for(60), status="pending", code="MIG60")
+    process_document(late.pk)
+    wait_until(lambda: Document.objects.get(pk=late.pk).status == "ready", 60, 0.2, message="the late document")
     wait_until(lambda: every_chunk_in(target), 60, 0.2, message="the late document in the target")
     assert set(late.chunks.values_list("pk", flat=True)) <= set(vector_chunk_ids(target))
 
