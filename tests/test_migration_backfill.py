@@ -209,3 +209,11 @@ def test_a_migration_that_keeps_stalling_gives_up(world, settings):
     SpaceMigration.objects.filter(pk=migration.pk).update(stalls=settings.MIGRATION_MAX_STALLS + 1)
     migration = drive(migration)
     assert migration.state == S.FAILED and migration.status_message == MigrationStep.GAVE_UP
+
+
+def test_the_watchdog_is_scheduled_and_the_steps_go_to_the_embed_queue(settings):
+    from search.tasks import recover_stalled_migrations_task, space_migration_step_task
+
+    schedule = settings.CELERY_BEAT_SCHEDULE["recover-stalled-space-migrations"]
+    assert schedule["task"] == recover_stalled_migrations_task.name
+    assert settings.CELERY_TASK_ROUTES[space_migration_step_task.name]["queue"] == settings.TASK_QUEUES["embed"]
