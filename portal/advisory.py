@@ -9,7 +9,8 @@ without waiting for a timeout:
 - ingestion: a worker holds (INGEST, document id) while it processes a document;
 - embedding: (EMBED_BASE + space id, document id) while it writes a document's vectors;
 - beat: (BEAT, 0) while it is the one scheduler that sends periodic tasks;
-- fine-tuning: (FINETUNE, job id) while a worker runs a fine-tuning job.
+- fine-tuning: (FINETUNE, job id) while a worker runs a fine-tuning job;
+- space migration: (MIGRATION, migration id) while a worker runs a step of a migration.
 
 The connection sets TCP keepalives, so a worker on another machine that vanished
 (no FIN, no RST) loses its session within about a minute too. On a Unix socket
@@ -31,6 +32,7 @@ log = logging.getLogger(__name__)
 INGEST = 1
 BEAT = 2
 FINETUNE = 3
+MIGRATION = 4
 EMBED_BASE = 1_000_000  # + space id
 
 

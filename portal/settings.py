@@ -99,6 +99,7 @@ CELERY_TASK_ROUTES = {
     "search.tasks.index_keywords_task": {"queue": TASK_QUEUES["ingest"]},
     "search.tasks.embed_document_task": {"queue": TASK_QUEUES["embed"]},
     "search.tasks.backfill_space_task": {"queue": TASK_QUEUES["embed"]},
+    "search.tasks.space_migration_step_task": {"queue": TASK_QUEUES["embed"]},
     "search.evaluation.tasks.evaluation_run_task": {"queue": TASK_QUEUES["finetune"]},
     "finetune.tasks.run_finetune_job_task": {"queue": TASK_QUEUES["finetune"]},
 }
@@ -123,6 +124,7 @@ CELERY_TASK_ANNOTATIONS = {
     "documents.tasks.recover_stale_documents_task": {"soft_time_limit": 120, "time_limit": 150},
     "search.tasks.recover_missing_vectors_task": {"soft_time_limit": 120, "time_limit": 150},
     "finetune.tasks.recover_stale_finetune_jobs_task": {"soft_time_limit": 120, "time_limit": 150},
+    "search.tasks.recover_stalled_migrations_task": {"soft_time_limit": 120, "time_limit": 150},
 }
 # Outages: a task that meets an unreachable database or broker is retried with exponential
 # backoff (1 s, 2 s, 4 s … capped), for long enough to ride out an outage of several minutes;
@@ -162,6 +164,8 @@ CELERY_BEAT_SCHEDULE = {
                                 "schedule": float(RECOVERY_SWEEP_SECONDS)},
     "recover-stale-finetune-jobs": {"task": "finetune.tasks.recover_stale_finetune_jobs_task",
                                     "schedule": float(RECOVERY_SWEEP_SECONDS)},
+    "recover-stalled-space-migrations": {"task": "search.tasks.recover_stalled_migrations_task",
+                                         "schedule": float(RECOVERY_SWEEP_SECONDS)},
 }
 
 # --- fine-tuning ------------------------------------------------------------
@@ -199,6 +203,35 @@ FINETUNE_PACKAGE_DIR = env.env_path(
     "PORTAL_FINETUNE_PACKAGE_DIR", VAR_DIR / "models",
     "Where fine-tuning jobs write their model packages (one folder per job, named after it).",
     shown="$PORTAL_VAR_DIR/models")
+
+# --- migrations between embedding spaces (issue 11) ---------------------------
+# A migration's backfill runs as short steps on the embed queue, each re-queued behind
+# whatever else waits there, so embedding new uploads never waits for a whole backfill.
+MIGRATION_BATCH = env.env_int(
+    "PORTAL_MIGRATION_BATCH", 64,
+    "Chunks a migration's backfill encodes and writes in one transaction (with its cursor).", minimum=1)
+MIGRATION_STEP_SECONDS = env.env_int(
+    "PORTAL_MIGRATION_STEP_SECONDS", 30,
+    "Seconds one backfill task runs before it queues the rest behind other embedding work.", minimum=1)
+MIGRATION_HEARTBEAT_SECONDS = env.env_int(
+    "PORTAL_MIGRATION_HEARTBEAT_SECONDS", 5,
+    "Seconds between two heartbeats of a migration's running step (also how soon a cancel stops an index build).",
+    minimum=1)
+MIGRATION_LEASE_SECONDS = env.env_int(
+    "PORTAL_MIGRATION_LEASE_SECONDS", 600,
+    "A running migration step with no heartbeat for this long is taken over even if its lock still looks held.",
+    minimum=2)
+MIGRATION_MAX_STALLS = env.env_int(
+    "PORTAL_MIGRATION_MAX_STALLS", 5,
+    "Times in a row a migration's worker may stop without progress before the migration fails.", minimum=1)
+MIGRATION_AB_SHARE = env.env_float(
+    "PORTAL_MIGRATION_AB_SHARE", 0.1,
+    "Default share of users (0-1) that search the target space during a migration's A/B test.",
+    minimum=0.0, maximum=1.0)
+MIGRATION_INDEX_MEMORY = env.env_str(
+    "PORTAL_MIGRATION_INDEX_MEMORY", "256MB",
+    "maintenance_work_mem of the session that builds a target space's HNSW index (a graph that fits is built "
+    "much faster).")
 
 # --- ingestion --------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.env_int("PORTAL_UPLOAD_MAX_BYTES", 50 * 1024 * 1024,

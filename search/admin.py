@@ -101,3 +101,6 @@ class FeedbackAdmin(admin.ModelAdmin):
         return request.user.is_superuser
 
     has_view_permission = lambda self, request, obj=None: request.user.is_superuser  # noqa: E731
+
+# The migration between spaces has an admin module of its own (issue 11).
+from search import migration_admin  # noqa: E402,F401

@@ -1,7 +1,9 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema
+from rest_framework.routers import SimpleRouter
 
 from search.api import FeedbackView, SearchView
+from search.migration_api import SpaceMigrationViewSet
 
 
 @extend_schema(exclude=True)
@@ -21,3 +23,8 @@ urlpatterns = [
     path("feedback", FeedbackView.as_view(), name="api-feedback"),
     path("feedback/", _FeedbackWithSlash.as_view()),
 ]
+
+# Migrations between embedding spaces (staff only; issue 11)
+router = SimpleRouter()
+router.register("migrations", SpaceMigrationViewSet, basename="space-migration")
+urlpatterns += router.urls

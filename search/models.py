@@ -205,3 +205,7 @@ class Feedback(models.Model):
         ordering = ["-created_at"]
         verbose_name = _("feedback")
         verbose_name_plural = _("feedback")
+
+
+# The migration between spaces lives in its own module (issue 11); imported here so Django finds it.
+from search.migration_models import SpaceMigration  # noqa: E402,F401

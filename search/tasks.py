@@ -81,6 +81,38 @@ def _recover_on_worker_start(sender=None, **kwargs):
 
 
 
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def space_migration_step_task(self, migration_id: int, token: str) -> str:
+    """One step of a migration between spaces (search.services.migration_worker)."""
+    from search.services import migration_worker
+
+    try:
+        return migration_worker.run_step(migration_id, token)
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise
+
+
+@shared_task(bind=True, acks_late=True)
+def recover_stalled_migrations_task(self) -> list[int]:
+    from search.services import migration_watchdog
+
+    try:
+        return migration_watchdog.recover_migrations()
+    except Exception as exc:
+        if tasking.is_transient(exc):  # the next sweep tries again
+            log.warning("migration watchdog sweep skipped: %s", exc)
+            return []
+        raise
+
+
+@worker_ready.connect
+def _recover_migrations_on_worker_start(sender=None, **kwargs):
+    tasking.send(recover_stalled_migrations_task)
+    tasking.send_later(recover_stalled_migrations_task, 2 * settings.MIGRATION_HEARTBEAT_SECONDS + 1)
+
+
 @worker_process_init.connect
 def _preload(**kwargs):
     # An import interrupted by a time limit breaks the process (processing.preload_libraries).

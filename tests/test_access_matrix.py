@@ -13,6 +13,8 @@ Adding an endpoint is one line in one of the tables below:
   with the model permissions: their own datasets only, pairs of visible documents only).
 - JOB_ENDPOINTS: fine-tuning jobs (no document content; they act on the portal):
   staff with the fine-tuning job permissions only (as in the admin).
+- MIGRATION_ENDPOINTS: migrations between embedding spaces (they act on the
+  portal's search): staff with the migration permissions only (as in the admin).
 """
 import json
 import re
@@ -431,3 +433,55 @@ def test_staff_only_endpoints_refuse_everyone_else(world, a_job, name):
             assert response.status_code == 401, (endpoint.name, name)
         else:
             assert response.status_code == 403, (endpoint.name, name)
+
+
+# --- migrations between embedding spaces (issue 11): staff only ----------------------
+
+MIGRATION_ENDPOINTS = [
+    JobEndpoint("space migrations: list", "get", "/api/v1/migrations/"),
+    JobEndpoint("space migrations: start", "post", "/api/v1/migrations/", {"target": "x"}),
+    JobEndpoint("space migrations: detail", "get", "/api/v1/migrations/{job}/"),
+    JobEndpoint("space migrations: cancel", "post", "/api/v1/migrations/{job}/cancel/", {"reason": "r"}),
+    JobEndpoint("space migrations: advance", "post", "/api/v1/migrations/{job}/advance/"),
+    JobEndpoint("space migrations: rollback", "post", "/api/v1/migrations/{job}/rollback/", {"reason": "r"}),
+]
+
+
+@pytest.fixture
+def a_migration(minilm_path):
+    """An ended migration between two registered spaces (no model is loaded)."""
+    from search.migration_models import SpaceMigration
+    from search.models import EmbeddingSpace
+
+    source = EmbeddingSpace.objects.create(name="access-a", model_path=minilm_path, dimension=384,
+                                           max_seq_length=256, status="ready")
+    target = EmbeddingSpace.objects.create(name="access-b", model_path=minilm_path, dimension=384,
+                                           max_seq_length=256, status="ready")
+    return SpaceMigration.objects.create(source=source, target=target, state="failed")
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED) + ["staff", "staff-with-perms"])
+def test_migration_endpoints_refuse_everyone_but_staff(world, a_migration, name):
+    docs, people = world
+    from django.contrib.auth.models import Permission
+
+    people["staff"] = f.user("operator", is_staff=True)  # staff without the migration permissions
+    people["staff-with-perms"] = f.user("migrator", is_staff=True)
+    people["staff-with-perms"].user_permissions.add(*Permission.objects.filter(
+        content_type__app_label="search", codename__endswith="_spacemigration"))
+    p = principal(name, people[name])
+    allowed = name in ("staff-with-perms", "superuser")
+    for endpoint in MIGRATION_ENDPOINTS:
+        url = endpoint.url.format(job=a_migration.pk)
+        if endpoint.method == "get":
+            response = p.api.get(url, **p.headers)
+        else:
+            response = p.api.post(url, json.dumps(endpoint.body or {}), content_type="application/json", **p.headers)
+        if allowed:
+            assert response.status_code not in (401, 403, 404, 500), (endpoint.name, name, response.content)
+        elif not p.has_account or not p.user.is_active:
+            assert response.status_code == 401, (endpoint.name, name)
+        else:
+            assert response.status_code == 403, (endpoint.name, name)
+    a_migration.refresh_from_db()
+    assert a_migration.state == "failed" and a_migration.history == [], "a refused caller changed nothing"

@@ -1,0 +1,189 @@
+"""Admin for migrations between embedding spaces (issue 11): an add form that
+starts one (from the active space to the chosen target), the list and the
+migration's page with live progress (an htmx fragment polled while a worker has
+work: done / total, chunks/s, ETA, the index build's phase), the history, and the
+actions: cancel, A/B test, promote, roll back (each asks for the reason)."""
+from __future__ import annotations
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.http import Http404
+from django.shortcuts import render
+from django.template.response import TemplateResponse
+from django.urls import path, reverse
+from django.utils.html import format_html
+from django.utils.translation import gettext, gettext_lazy as _
+
+from search.migration_models import WORKER_STATES, SpaceMigration
+from search.models import EmbeddingSpace, SpaceStatus
+from search.services import space_migration as sm
+
+
+class StartMigrationForm(forms.ModelForm):
+    """Starting is the form's last check (one open migration is a database constraint:
+    its refusal shows on the form, not as an error page)."""
+
+    reason = forms.CharField(label=_("reason"), required=False, widget=forms.Textarea(attrs={"rows": 2}))
+
+    class Meta:
+        model = SpaceMigration
+        fields = ("target",)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.fields["target"].queryset = EmbeddingSpace.objects.filter(
+            status__in=[SpaceStatus.BUILDING, SpaceStatus.READY])
+        self.fields["target"].help_text = _("The space to migrate to, from the active space.")
+        self.started: SpaceMigration | None = None
+
+    def _post_clean(self):
+        # Not the model's own validation: the instance is made by sm.start, whose checks
+        # and the database's constraint decide (their refusal becomes a form error).
+        if self.errors:
+            return
+        try:
+            self.started = sm.start(self.cleaned_data["target"], by=self.user, reason=self.cleaned_data["reason"],
+                                    queue=False)
+        except sm.MigrationError as exc:
+            self.add_error(exc.field if exc.field in self.fields else None, str(exc))
+
+
+def _live_url(obj: SpaceMigration) -> str:
+    return reverse("admin:search_spacemigration_live", args=[obj.pk])
+
+
+def _working(obj: SpaceMigration) -> bool:
+    return obj.state in WORKER_STATES or (obj.cancel_requested and obj.is_open)
+
+
+class SpaceMigrationAdmin(admin.ModelAdmin):
+    list_display = ("id", "__str__", "state_column", "progress", "created_by", "created_at")
+    list_filter = ("state",)
+    date_hierarchy = "created_at"
+    actions = ["cancel_migrations", "start_ab_tests", "promote_migrations", "roll_back_migrations"]
+
+    class Media:
+        js = ("django_htmx/htmx-2.min.js",)
+        css = {"all": ("portal/portal.css",)}
+
+    def has_change_permission(self, request, obj=None):
+        # A migration moves only through its actions (its page is read-only).
+        return False if obj is not None else super().has_change_permission(request, obj)
+
+    def has_delete_permission(self, request, obj=None):
+        # An open migration is cancelled, not deleted (its worker would go on writing).
+        return super().has_delete_permission(request, obj) and (obj is None or not obj.is_open)
+
+    def get_form(self, request, obj=None, **kwargs):
+        if obj is None:
+            kwargs["form"] = StartMigrationForm
+        form = super().get_form(request, obj, **kwargs)
+        form.user = request.user
+        return form
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ("target", "reason")
+        return ("live_status", "source", "target", "error", "history_list", "cursor", "embedded_chunks",
+                "created_by", "created_at", "started_at", "backfilled_at", "indexed_at", "promoted_at",
+                "finished_at", "heartbeat_at", "holder")
+
+    def get_readonly_fields(self, request, obj=None):
+        return () if obj is None else self.get_fields(request, obj)
+
+    def save_model(self, request, obj, form, change):
+        started = form.started  # made by the form's clean (see StartMigrationForm)
+        obj.pk = started.pk
+        obj.__dict__.update({k: v for k, v in started.__dict__.items() if not k.startswith("_")})
+        sm.queue_step(started)
+        self.message_user(request, gettext("Migration started; its page shows the progress."))
+
+    # --- columns and fields --------------------------------------------------------
+
+    @admin.display(description=_("state"), ordering="state")
+    def state_column(self, obj):
+        if _working(obj):
+            return format_html('<span hx-get="{}?compact=1" hx-trigger="load" hx-swap="outerHTML">{}</span>',
+                               _live_url(obj), obj.get_state_display())
+        return format_html('<span class="badge status-{}" title="{}">{}</span>', obj.state, obj.error,
+                           obj.get_state_display())
+
+    @admin.display(description=_("progress"))
+    def progress(self, obj):
+        return f"{obj.done_chunks}/{obj.total_chunks}"
+
+    @admin.display(description=_("live status"))
+    def live_status(self, obj):
+        return format_html('<div hx-get="{}" hx-trigger="load" hx-swap="outerHTML">{}</div>', _live_url(obj),
+                           obj.get_state_display())
+
+    @admin.display(description=_("history"))
+    def history_list(self, obj):
+        return format_html("<pre>{}</pre>", "\n".join(
+            f"{e['at']}  {e.get('from') or '·'} → {e['to']}  {e.get('by', '')}  "
+            f"{gettext(e['step']) if e.get('step') else ''}" + (f" — {e['reason']}" if e.get("reason") else "")
+            for e in obj.history or []))
+
+    # --- live fragment -------------------------------------------------------------
+
+    def get_urls(self):
+        return [path("<int:pk>/live/", self.admin_site.admin_view(self.live_view),
+                     name="search_spacemigration_live")] + super().get_urls()
+
+    def live_view(self, request, pk: int):
+        migration = SpaceMigration.objects.select_related("source", "target").filter(pk=pk).first()
+        if migration is None or not self.has_view_permission(request, migration):
+            raise Http404
+        return render(request, "admin/search/_migration_live.html", {
+            "m": migration, "working": _working(migration), "compact": request.GET.get("compact") == "1",
+            "index": migration.index_progress or {}, "live_url": _live_url(migration)})
+
+    # --- actions (each asks for the reason first) -------------------------------------
+
+    def _with_reason(self, request, queryset, title, run, *, reason_required=True, share=False):
+        if request.POST.get("confirm") != "yes":
+            return TemplateResponse(request, "admin/search/spacemigration_action.html", {
+                **self.admin_site.each_context(request), "title": title, "migrations": queryset,
+                "action": request.POST.get("action"), "opts": self.model._meta, "share": share,
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "reason_required": reason_required})
+        reason = request.POST.get("reason", "").strip()
+        for migration in queryset:
+            try:
+                run(migration, reason)
+                migration.refresh_from_db()
+                self.message_user(request, gettext("%(migration)s: %(state)s.")
+                                  % {"migration": migration, "state": migration.get_state_display()})
+            except sm.MigrationError as exc:
+                self.message_user(request, f"{migration}: {exc}", messages.WARNING)
+        return None
+
+    @admin.action(description=_("Cancel the selected migrations"), permissions=["change"])
+    def cancel_migrations(self, request, queryset):
+        return self._with_reason(request, queryset, _("Cancel migrations"),
+                                 lambda m, reason: sm.request_cancel(m, by=request.user, reason=reason))
+
+    @admin.action(description=_("Start the A/B test"), permissions=["change"])
+    def start_ab_tests(self, request, queryset):
+        def run(m, reason):
+            raw = request.POST.get("share", "").strip().replace(",", ".")
+            try:
+                value = float(raw) if raw else None
+            except ValueError:
+                raise sm.MigrationError(gettext("The A/B share must be a number between 0 and 1.")) from None
+            sm.start_ab_test(m, share=value, by=request.user, reason=reason)
+        return self._with_reason(request, queryset, _("Start the A/B test"), run, reason_required=False, share=True)
+
+    @admin.action(description=_("Promote the target space"), permissions=["change"])
+    def promote_migrations(self, request, queryset):
+        return self._with_reason(request, queryset, _("Promote the target space"),
+                                 lambda m, reason: sm.promote(m, by=request.user, reason=reason),
+                                 reason_required=False)
+
+    @admin.action(description=_("Roll back to the source space"), permissions=["change"])
+    def roll_back_migrations(self, request, queryset):
+        return self._with_reason(request, queryset, _("Roll back to the source space"),
+                                 lambda m, reason: sm.rollback(m, by=request.user, reason=reason))
+
+
+admin.site.register(SpaceMigration, SpaceMigrationAdmin)

@@ -1,0 +1,131 @@
+"""REST API for migrations between embedding spaces (staff only; issue 11):
+/api/v1/migrations/ — start, list, detail (state, progress, history), cancel,
+advance (A/B test, promote) and roll back. A refused move answers 409 with the
+reason; bad input 400."""
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema
+from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework.decorators import action
+from rest_framework.response import Response
+
+from search.migration_models import MigrationState, SpaceMigration
+from search.models import EmbeddingSpace
+from search.services import space_migration as sm
+
+
+ACTION_PERMISSION = {"list": "view", "retrieve": "view", "create": "add"}  # the rest: change
+
+
+class MigrationPermission(permissions.BasePermission):
+    """Active staff with the model permission the action needs, as in the admin: a
+    staff account without them is refused here too."""
+    message = _("Migrations between embedding spaces are for staff with the migration permissions.")
+
+    def has_permission(self, request, view):
+        user = request.user
+        if not (user and user.is_authenticated and user.is_active and user.is_staff):
+            return False
+        codename = ACTION_PERMISSION.get(getattr(view, "action", None) or "", "change")
+        return user.has_perm(f"search.{codename}_spacemigration")
+
+
+class SpaceMigrationSerializer(serializers.ModelSerializer):
+    state_label = serializers.CharField(source="get_state_display", read_only=True)
+    step = serializers.CharField(source="status_message", read_only=True,
+                                 help_text="The current step as a stable key (English).")
+    status_message = serializers.CharField(source="status_message_display", read_only=True,
+                                           help_text="The current step in the request's language.")
+    source = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    target = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = SpaceMigration
+        fields = ["id", "source", "target", "state", "state_label", "step", "status_message", "error",
+                  "cancel_requested", "done_chunks", "total_chunks", "embedded_chunks", "chunks_per_second",
+                  "eta_seconds", "cursor", "index_progress", "heartbeat_at", "created_by", "created_at",
+                  "started_at", "backfilled_at", "indexed_at", "promoted_at", "finished_at", "history"]
+        read_only_fields = fields
+
+
+class StartSerializer(serializers.Serializer):
+    target = serializers.SlugRelatedField(slug_field="name", queryset=EmbeddingSpace.objects.all())
+    source = serializers.SlugRelatedField(slug_field="name", queryset=EmbeddingSpace.objects.all(), required=False,
+                                          allow_null=True, help_text="The active space (the default).")
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class ReasonSerializer(serializers.Serializer):
+    reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
+
+
+class AdvanceSerializer(ReasonSerializer):
+    to = serializers.ChoiceField(choices=[MigrationState.AB_TESTING, MigrationState.PROMOTED], required=False,
+                                 help_text="Default: the next step (evaluating → ab_testing → promoted).")
+    share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
+                                   help_text="Share of users in the A/B test (default PORTAL_MIGRATION_AB_SHARE).")
+
+
+class SpaceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, viewsets.GenericViewSet):
+    permission_classes = [MigrationPermission]
+    serializer_class = SpaceMigrationSerializer
+    queryset = SpaceMigration.objects.select_related("source", "target", "created_by")
+
+    def _answer(self, migration, code=status.HTTP_200_OK):
+        migration.refresh_from_db()
+        return Response(SpaceMigrationSerializer(migration, context=self.get_serializer_context()).data,
+                        status=code)
+
+    def _refused(self, exc: sm.MigrationError):
+        return Response({"detail": str(exc), "field": exc.field}, status=status.HTTP_409_CONFLICT
+                        if exc.field in (None, "state", "target", "source") else status.HTTP_400_BAD_REQUEST)
+
+    @extend_schema(request=StartSerializer, responses={201: SpaceMigrationSerializer})
+    def create(self, request, *args, **kwargs):
+        body = StartSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            migration = sm.start(data["target"], source=data.get("source"), by=request.user, reason=data["reason"])
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration, status.HTTP_201_CREATED)
+
+    @extend_schema(request=ReasonSerializer, responses={200: SpaceMigrationSerializer})
+    @action(detail=True, methods=["post"])
+    def cancel(self, request, pk=None):
+        migration = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sm.request_cancel(migration, by=request.user, reason=body.validated_data["reason"])
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration)
+
+    @extend_schema(request=AdvanceSerializer, responses={200: SpaceMigrationSerializer})
+    @action(detail=True, methods=["post"])
+    def advance(self, request, pk=None):
+        migration = self.get_object()
+        body = AdvanceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            sm.advance(migration, to=data.get("to"), share=data.get("share"), by=request.user, reason=data["reason"])
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration)
+
+    @extend_schema(request=ReasonSerializer, responses={200: SpaceMigrationSerializer})
+    @action(detail=True, methods=["post"])
+    def rollback(self, request, pk=None):
+        migration = self.get_object()
+        body = ReasonSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            sm.rollback(migration, by=request.user, reason=body.validated_data["reason"])
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration)
