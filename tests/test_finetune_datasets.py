@@ -29,9 +29,12 @@ PAIRS = [{"query": f"câu hỏi số {i} về nghỉ phép", "positive": f"Đo�
 
 
 def test_positive_pairs_file_builds_a_split_dataset():
+    seen = []
     dataset = build_dataset("pairs", DatasetSpec(pairs=jsonl("positive_pairs.jsonl", *PAIRS, {**PAIRS[0], "x": 1}),
-                                                 eval_share=0.2, seed=1))
+                                                 eval_share=0.2, seed=1),
+                            progress=lambda stage, done, total: seen.append((stage, done, total)))
     assert dataset.status == DatasetStatus.READY, dataset.validation
+    assert [s for s in seen if s[0] == "splitting"][-1] == ("splitting", 30, 30), "the progress bar must end full"
     rows = pairs_of(dataset)
     assert len(rows) == 30  # the repeated line is merged, and counted
     assert dataset.counts["duplicates_merged"] == 1

@@ -226,6 +226,8 @@ def build_dataset(name: str, spec: DatasetSpec, user=None, progress: Progress | 
             dataset.status_message = ""
             dataset.save()
             record_validation(dataset)
+        if progress:
+            progress("splitting", len(records), len(records))  # the bar ends full, not at 0
     except (SourceError, synthetic.ChatError) as exc:
         _failed(dataset, str(exc))
     except Exception as exc:
