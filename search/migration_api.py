@@ -1,4 +1,4 @@
-"""REST API for migrations between embedding spaces (staff only; issue 11):
+"""REST API for migrations between embedding spaces (staff with the migration permissions; issue 11):
 /api/v1/migrations/ — start, list, detail (state, progress, history), cancel,
 advance (A/B test, promote) and roll back. A refused move answers 409 with the
 reason; bad input 400."""
@@ -6,29 +6,20 @@ from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
-from rest_framework import mixins, permissions, serializers, status, viewsets
+from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.response import Response
 
+from portal.api_permissions import StaffModelPermission
 from search.migration_models import MigrationState, SpaceMigration
 from search.models import EmbeddingSpace
 from search.services import space_migration as sm
 
 
-ACTION_PERMISSION = {"list": "view", "retrieve": "view", "create": "add"}  # the rest: change
-
-
-class MigrationPermission(permissions.BasePermission):
-    """Active staff with the model permission the action needs, as in the admin: a
-    staff account without them is refused here too."""
+class MigrationPermission(StaffModelPermission):
+    """Staff with the space-migration model permission the action needs (as in the admin)."""
+    app_label, model = "search", "spacemigration"
     message = _("Migrations between embedding spaces are for staff with the migration permissions.")
-
-    def has_permission(self, request, view):
-        user = request.user
-        if not (user and user.is_authenticated and user.is_active and user.is_staff):
-            return False
-        codename = ACTION_PERMISSION.get(getattr(view, "action", None) or "", "change")
-        return user.has_perm(f"search.{codename}_spacemigration")
 
 
 class SpaceMigrationSerializer(serializers.ModelSerializer):
