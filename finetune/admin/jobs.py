@@ -224,7 +224,7 @@ class FineTuneJobAdmin(admin.ModelAdmin):
             return TemplateResponse(request, "admin/finetune/register_despite_regression.html", {
                 **self.admin_site.each_context(request), "title": _("Register a model worse than its base?"),
                 "jobs": worse, "opts": self.model._meta, "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
-                "margin": jobs._percent(settings.FINETUNE_REGRESSION_MARGIN)})
+                "margin": jobs.margin_percent(settings.FINETUNE_REGRESSION_MARGIN)})
         return None
 
 

@@ -239,8 +239,7 @@ def regressions(job: FineTuneJob) -> list[dict]:
     (relative MRR@10), on the held-out split or a guard set."""
     margin = settings.FINETUNE_REGRESSION_MARGIN
     out = []
-    for key, pair in ((job.metrics or {}).get("summary") or {}).items():
-        base, tuned = (list(pair) + [None, None])[:2] if isinstance(pair, (list, tuple)) else (None, None)
+    for key, (base, tuned) in ((job.metrics or {}).get("summary") or {}).items():  # package.summary's pairs
         if base is None or tuned is None or base <= 0:
             continue
         if tuned < base * (1 - margin):
@@ -254,7 +253,7 @@ def describe(worse: list[dict]) -> str:
                      for w in worse)
 
 
-def _percent(share: float) -> str:
+def margin_percent(share: float) -> str:
     return f"{share * 100:g}"
 
 
@@ -280,7 +279,7 @@ def register_package(job: FineTuneJob, *, space_name: str | None = None, force: 
     if worse and not force:
         raise JobError(_("The fine-tuned model is worse than its base by more than %(margin)s%% on: %(sets)s. "
                          "Register it anyway only with force and a reason.")
-                       % {"margin": _percent(settings.FINETUNE_REGRESSION_MARGIN), "sets": describe(worse)}, "force")
+                       % {"margin": margin_percent(settings.FINETUNE_REGRESSION_MARGIN), "sets": describe(worse)}, "force")
     if worse and not reason.strip():
         raise JobError(_("Registering a model that is worse than its base needs a reason."), "reason")
     name = space_name or job.name
