@@ -36,7 +36,7 @@ from search.evaluation import metrics as m
 from search.evaluation.runner import ChunkInfo, evaluation_scope, ranking_for, relevance
 from search.models import EmbeddingSpace
 from search.services import fusion, keyword_index
-from search.services.relevance import keyword_coverage
+from search.services.relevance import admitted_by_meaning, keyword_coverage
 
 VECTOR_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RRF_KS = (10, 30, 60, 100)
@@ -85,10 +85,7 @@ def floored(row: tuple, floors: tuple, per_mode: int | None = None) -> tuple[lis
         vector = [(c, s) for c, s in vector if s >= similarity_floor]
     if keyword_floor is not None:
         keyword = [(c, s) for c, s in keyword if covered.get(c, 0.0) >= keyword_floor]
-    if semantic_only is not None:
-        evidence = {c for c, _ in keyword}
-        vector = [(c, s) for c, s in vector if c in evidence or s >= semantic_only]
-    return vector, keyword
+    return admitted_by_meaning(vector, keyword, semantic_only), keyword
 
 
 def robust_default(vector_score: float, keyword_score: float) -> dict:

@@ -43,12 +43,20 @@ def hybrid_vector_side(space: EmbeddingSpace | None, vector: Ranked, keyword_hit
     """The vector side as hybrid search admits it (module docstring): above the
     similarity floor, and above the semantic-only floor unless the chunk is also
     one of `keyword_hits` (the keyword side, already floored)."""
-    vector = above_similarity_floor(space, vector)
     floor = space.semantic_only_floor if space is not None else None
-    if floor is None:
+    return admitted_by_meaning(above_similarity_floor(space, vector), keyword_hits, floor)
+
+
+def admitted_by_meaning(vector: Ranked, keyword_hits: Ranked, semantic_only_floor: float | None) -> Ranked:
+    """Vector neighbours kept by the semantic-only floor, passage by passage
+    (search and the calibration share this one rule). Applying it per query
+    instead (keep every neighbour once the query has any keyword evidence)
+    was measured and refused: docs/decisions.md, "A third floor for meaning
+    alone"."""
+    if semantic_only_floor is None:
         return vector
     evidence = {c for c, _ in keyword_hits}
-    return [(c, s) for c, s in vector if c in evidence or s >= floor]
+    return [(c, s) for c, s in vector if c in evidence or s >= semantic_only_floor]
 
 
 def query_weights(query: str) -> dict[str, float]:
