@@ -206,7 +206,7 @@ def text_lines(rep: ABReport) -> list[str]:
              milliseconds(a.latency_p50_ms), milliseconds(a.latency_p95_ms)] for a in rep.arms]
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        lines.append("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths)))
+        lines.append(("  " + "  ".join(cell.ljust(w) for cell, w in zip(row, widths))).rstrip())
     lines.append(rep.verdict)
     return lines
 
