@@ -7,7 +7,7 @@ from __future__ import annotations
 from rest_framework import permissions
 
 # Actions that only read need `view`, creating needs `add`; every other action changes.
-ACTION_PERMISSION = {"list": "view", "retrieve": "view", "pairs": "view", "create": "add"}
+ACTION_PERMISSION = {"list": "view", "retrieve": "view", "pairs": "view", "ab": "view", "create": "add"}
 
 
 class StaffModelPermission(permissions.BasePermission):

@@ -228,6 +228,10 @@ MIGRATION_AB_SHARE = env.env_float(
     "PORTAL_MIGRATION_AB_SHARE", 0.1,
     "Default share of users (0-1) that search the target space during a migration's A/B test.",
     minimum=0.0, maximum=1.0)
+MIGRATION_AB_MIN_SEARCHES = env.env_int(
+    "PORTAL_MIGRATION_AB_MIN_SEARCHES", 200,
+    "Searches each arm of a migration's A/B test needs before its report judges the difference (fewer: "
+    "not enough searches yet).", minimum=1)
 MIGRATION_INDEX_MEMORY = env.env_str(
     "PORTAL_MIGRATION_INDEX_MEMORY", "256MB",
     "maintenance_work_mem of the session that builds a target space's HNSW index (a graph that fits is built "

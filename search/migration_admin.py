@@ -1,8 +1,9 @@
 """Admin for migrations between embedding spaces (issue 11): an add form that
 starts one (from the active space to the chosen target), the list and the
 migration's page with live progress (an htmx fragment polled while a worker has
-work: done / total, chunks/s, ETA, the index build's phase), the history, and the
-actions: cancel, A/B test, promote, roll back (each asks for the reason)."""
+work: done / total, chunks/s, ETA, the index build's phase), the A/B test's report
+(per-arm table, verdict, a plot), the history, and the actions: cancel, A/B test,
+promote, roll back (each asks for the reason)."""
 from __future__ import annotations
 
 from django import forms
@@ -12,12 +13,13 @@ from django.http import Http404
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
+from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy as _
 
 from search.migration_models import WORKER_STATES, SpaceMigration
-from search.models import EmbeddingSpace, SpaceStatus
-from search.services import space_migration as sm
+from search.models import EmbeddingSpace, SearchArm, SpaceStatus
+from search.services import ab_stats, space_migration as sm
 
 
 class StartMigrationForm(forms.ModelForm):
@@ -85,9 +87,10 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
     def get_fields(self, request, obj=None):
         if obj is None:
             return ("target", "reason")
-        return ("live_status", "source", "target", "error", "history_list", "cursor", "embedded_chunks",
-                "created_by", "created_at", "started_at", "backfilled_at", "indexed_at", "promoted_at",
-                "finished_at", "heartbeat_at", "holder")
+        ab = ("ab_report",) if obj.ab_started_at else ()
+        return ("live_status", "source", "target", *ab, "error", "history_list", "cursor", "embedded_chunks",
+                "created_by", "created_at", "started_at", "backfilled_at", "indexed_at", "ab_started_at",
+                "ab_ended_at", "promoted_at", "finished_at", "heartbeat_at", "holder")
 
     def get_readonly_fields(self, request, obj=None):
         return () if obj is None else self.get_fields(request, obj)
@@ -117,6 +120,25 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
     def live_status(self, obj):
         return format_html('<div hx-get="{}" hx-trigger="load" hx-swap="outerHTML">{}</div>', _live_url(obj),
                            obj.get_state_display())
+
+    @admin.display(description=_("A/B test"))
+    def ab_report(self, obj):
+        rep = ab_stats.report(obj)
+        head = (_("arm"), _("searches"), _("users"), _("click-through"), _("helpful votes"), _("zero-result rate"),
+                _("latency p50 (ms)"), _("latency p95 (ms)"))
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td><td>{} ({}/{})</td><td>{}</td>"
+                                    "<td>{}</td><td>{}</td></tr>", (
+            (str(SearchArm(a.arm).label), a.searches, a.users, ab_stats.percent(a.click_through),
+             ab_stats.percent(a.helpful_share), a.helpful, a.votes, ab_stats.percent(a.zero_result_rate),
+             ab_stats.milliseconds(a.latency_p50_ms), ab_stats.milliseconds(a.latency_p95_ms)) for a in rep.arms))
+        tests = format_html_join(" · ", "{}: z={}, p{}", ((c.label, f"{c.z:.2f}", ab_stats.p_text(c.p_value))
+                                                         for c in rep.comparisons))
+        return format_html(
+            '<div class="ab-report"><table><thead><tr>{}</tr></thead><tbody>{}</tbody></table>'
+            '<p class="ab-verdict"><strong>{}</strong></p><p class="muted">{}</p>{}</div>',
+            format_html_join("", "<th>{}</th>", ((h,) for h in head)), rows, rep.verdict, tests,
+            # drawn by ab_stats from numbers only, every label escaped there
+            mark_safe(ab_stats.comparison_svg(rep)))  # noqa: S308
 
     @admin.display(description=_("history"))
     def history_list(self, obj):

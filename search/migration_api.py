@@ -1,6 +1,6 @@
 """REST API for migrations between embedding spaces (staff with the migration permissions; issue 11):
 /api/v1/migrations/ — start, list, detail (state, progress, history), cancel,
-advance (A/B test, promote) and roll back. A refused move answers 409 with the
+advance (A/B test, promote), roll back, and the A/B test's report (…/ab/). A refused move answers 409 with the
 reason; bad input 400."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from portal.api_permissions import StaffModelPermission
 from search.migration_models import MigrationState, SpaceMigration
 from search.models import EmbeddingSpace
-from search.services import space_migration as sm
+from search.services import ab_stats, space_migration as sm
 
 
 class MigrationPermission(StaffModelPermission):
@@ -39,6 +39,43 @@ class SpaceMigrationSerializer(serializers.ModelSerializer):
                   "eta_seconds", "cursor", "index_progress", "heartbeat_at", "created_by", "created_at",
                   "started_at", "backfilled_at", "indexed_at", "promoted_at", "finished_at", "history"]
         read_only_fields = fields
+
+
+class ArmSerializer(serializers.Serializer):
+    arm = serializers.CharField(help_text="source or target")
+    searches = serializers.IntegerField()
+    users = serializers.IntegerField(help_text="Distinct signed-in users and anonymous visitors.")
+    clicked = serializers.IntegerField(help_text="Searches with at least one result opened.")
+    click_through = serializers.FloatField(allow_null=True, help_text="clicked / searches")
+    helpful = serializers.IntegerField()
+    votes = serializers.IntegerField(help_text="Helpful and not-helpful votes.")
+    helpful_share = serializers.FloatField(allow_null=True, help_text="helpful / votes")
+    zero_results = serializers.IntegerField()
+    zero_result_rate = serializers.FloatField(allow_null=True)
+    latency_p50_ms = serializers.FloatField(allow_null=True)
+    latency_p95_ms = serializers.FloatField(allow_null=True)
+
+
+class ComparisonSerializer(serializers.Serializer):
+    metric = serializers.CharField(help_text="click_through or zero_result_rate")
+    source = serializers.FloatField(allow_null=True)
+    target = serializers.FloatField(allow_null=True)
+    z = serializers.FloatField(help_text="Two-proportion z (positive: the target's share is higher).")
+    p_value = serializers.FloatField(help_text="Two-sided.")
+    significant = serializers.BooleanField(help_text=f"p < {ab_stats.ALPHA}")
+    target_better = serializers.BooleanField(allow_null=True)
+
+
+class ABReportSerializer(serializers.Serializer):
+    migration_id = serializers.IntegerField()
+    started_at = serializers.DateTimeField(allow_null=True)
+    ended_at = serializers.DateTimeField(allow_null=True, help_text="Null while the A/B test runs.")
+    min_searches = serializers.IntegerField(help_text="Searches per arm before a verdict is drawn "
+                                                      "(PORTAL_MIGRATION_AB_MIN_SEARCHES).")
+    enough = serializers.BooleanField()
+    arms = ArmSerializer(many=True)
+    comparisons = ComparisonSerializer(many=True)
+    verdict = serializers.CharField(help_text="In plain words, in the request's language.")
 
 
 class StartSerializer(serializers.Serializer):
@@ -120,3 +157,10 @@ class SpaceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         except sm.MigrationError as exc:
             return self._refused(exc)
         return self._answer(migration)
+
+    @extend_schema(responses={200: ABReportSerializer})
+    @action(detail=True, methods=["get"])
+    def ab(self, request, pk=None):
+        """The A/B test's report: per arm searches, users, click-through, helpful votes,
+        zero-result rate and latency p50/p95, the significance tests and the verdict."""
+        return Response(ABReportSerializer(ab_stats.report(self.get_object())).data)

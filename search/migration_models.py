@@ -95,6 +95,9 @@ class SpaceMigration(models.Model):
     backfilled_at = models.DateTimeField(_("backfill finished"), null=True, blank=True)
     indexed_at = models.DateTimeField(_("index built"), null=True, blank=True)
     promoted_at = models.DateTimeField(_("promoted"), null=True, blank=True)
+    # The A/B test's window (search.services.ab_stats reads the search log between them).
+    ab_started_at = models.DateTimeField(_("A/B test started"), null=True, blank=True)
+    ab_ended_at = models.DateTimeField(_("A/B test ended"), null=True, blank=True)
     finished_at = models.DateTimeField(_("finished"), null=True, blank=True)
 
     class Meta:

@@ -162,6 +162,12 @@ class SearchMode(models.TextChoices):
     RERANK = "rerank", _("hybrid + rerank")
 
 
+class SearchArm(models.TextChoices):
+    """Which side of a migration's A/B test a search was routed to (blank: no A/B test ran)."""
+    SOURCE = "source", _("source")
+    TARGET = "target", _("target")
+
+
 class SearchLog(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              verbose_name=_("user"))
@@ -177,10 +183,16 @@ class SearchLog(models.Model):
     result_count = models.PositiveIntegerField(_("results found"), default=0)
     latency_ms = models.FloatField(_("latency (ms)"), default=0)
     via = models.CharField(_("via"), max_length=8, default="portal")
+    # Set only while a migration's A/B test runs, and only for callers the sticky bucket
+    # can place (signed in, or an anonymous visitor with a cookie id): the others always
+    # get the active space and would skew the source arm.
+    arm = models.CharField(_("A/B arm"), max_length=8, choices=SearchArm.choices, blank=True, default="")
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
         ordering = ["-created_at"]
+        # The A/B report reads one migration's window: only the few rows with an arm are indexed.
+        indexes = [models.Index(fields=["created_at", "arm"], condition=~Q(arm=""), name="search_log_ab_window")]
         verbose_name = _("search log entry")
         verbose_name_plural = _("search log")
 

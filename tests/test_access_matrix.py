@@ -444,6 +444,7 @@ MIGRATION_ENDPOINTS = [
     JobEndpoint("space migrations: cancel", "post", "/api/v1/migrations/{job}/cancel/", {"reason": "r"}),
     JobEndpoint("space migrations: advance", "post", "/api/v1/migrations/{job}/advance/"),
     JobEndpoint("space migrations: rollback", "post", "/api/v1/migrations/{job}/rollback/", {"reason": "r"}),
+    JobEndpoint("space migrations: A/B report", "get", "/api/v1/migrations/{job}/ab/"),
 ]
 
 

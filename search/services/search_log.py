@@ -5,7 +5,7 @@ import hashlib
 
 from documents.models import Chunk
 from documents.selectors import visible_documents
-from search.models import Feedback, SearchLog
+from search.models import Feedback, SearchArm, SearchLog
 from search.services.filters import SearchFilters
 
 
@@ -15,9 +15,23 @@ def client_key(client_id: str | None) -> str:
     return hashlib.sha256(client_id.encode()).hexdigest() if client_id else ""
 
 
+def ab_arm(space, user, client_id: str | None) -> str:
+    """The arm of a migration's A/B test this search ran in ("" when none runs). Callers the
+    sticky bucket cannot place (anonymous without a cookie id) always get the active space:
+    they are left out, or they would skew the source arm."""
+    from search.migration_models import MigrationState, SpaceMigration
+
+    if space is None or not (getattr(user, "is_authenticated", False) or client_id):
+        return ""
+    test = SpaceMigration.objects.filter(state=MigrationState.AB_TESTING).values_list("source_id", "target_id").first()
+    if test is None:
+        return ""
+    return {test[0]: SearchArm.SOURCE, test[1]: SearchArm.TARGET}.get(space.pk, "")
+
+
 def log_search(result, user, filters: SearchFilters | None, via: str, client_id: str | None = None) -> SearchLog:
     signed_in = getattr(user, "is_authenticated", False)
-    return SearchLog.objects.create(
+    return SearchLog.objects.create(arm=ab_arm(result.space, user, client_id),
         user=user if signed_in else None, client_key="" if signed_in else client_key(client_id),
         query=result.query, mode=result.mode, space=result.space, filters=(filters or SearchFilters()).as_dict(),
         page=result.page, result_count=result.total_documents, latency_ms=round(result.latency_ms, 2), via=via,

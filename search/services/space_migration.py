@@ -111,6 +111,11 @@ def transition(migration: SpaceMigration, to: str, by=None, reason: str = "", *,
                   S.PROMOTED: "promoted_at"}
         if to in stamps:
             fields.setdefault(stamps[to], now)
+        # The A/B test's window: the report reads the search log between these two.
+        if to == S.AB_TESTING:
+            fields.setdefault("ab_started_at", now)
+        if row.state == S.AB_TESTING:
+            fields.setdefault("ab_ended_at", now)
         if to not in OPEN_STATES:
             fields.setdefault("finished_at", now)
         SpaceMigration.objects.filter(pk=row.pk).update(state=to, status_message=step[:200], history=history,

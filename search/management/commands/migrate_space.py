@@ -9,7 +9,8 @@ embedding spaces from the command line (issue 11).
 
 `start` queues the migration for a worker of the embed queue; --follow shows a
 progress bar until the worker's part ends (evaluating, cancelled or failed).
-`status` without an id lists the migrations.
+`status` without an id lists the migrations; with one it also prints the A/B test's
+report (per arm, the significance tests and the verdict) once the test has started.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from django.utils.translation import gettext as _
 
 from search.migration_models import WORKER_STATES, MigrationState, SpaceMigration
 from search.models import EmbeddingSpace
-from search.services import space_migration as sm
+from search.services import ab_stats, space_migration as sm
 
 
 def _space(name: str) -> EmbeddingSpace:
@@ -91,6 +92,9 @@ class Command(BaseCommand):
             self.stdout.write(_("index: %(progress)s") % {"progress": m.index_progress})
         if m.error:
             self.stdout.write(self.style.ERROR(m.error))
+        if m.ab_started_at:
+            for line in ab_stats.text_lines(ab_stats.report(m)):
+                self.stdout.write(line)
         for event in m.history:
             reason = f" — {event['reason']}" if event.get("reason") else ""
             self.stdout.write(f"  {event['at']}  {event['from'] or '·'} → {event['to']}  {event['by']}  "
