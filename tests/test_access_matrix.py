@@ -444,6 +444,9 @@ MIGRATION_ENDPOINTS = [
     JobEndpoint("space migrations: cancel", "post", "/api/v1/migrations/{job}/cancel/", {"reason": "r"}),
     JobEndpoint("space migrations: advance", "post", "/api/v1/migrations/{job}/advance/"),
     JobEndpoint("space migrations: rollback", "post", "/api/v1/migrations/{job}/rollback/", {"reason": "r"}),
+    JobEndpoint("space migrations: compare", "post", "/api/v1/migrations/{job}/compare/", {"evaluation_set": "x"}),
+    JobEndpoint("space migrations: retire", "post", "/api/v1/migrations/{job}/retire/",
+                {"force": True, "reason": "r"}),
 ]
 
 
