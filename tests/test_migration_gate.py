@@ -3,6 +3,7 @@ promote (issue 11 item 4): the comparison calibrates the target and scores both
 spaces with the evaluation runner; going on is refused without a comparison or
 when the target is worse beyond the margin, unless forced with a reason."""
 import json
+from xml.etree import ElementTree
 from io import StringIO
 
 import pytest
@@ -201,7 +202,10 @@ def test_admin_compares_and_shows_both_spaces_with_a_chart(evaluating, small_set
     migration_gate.run_compare(evaluating.pk, evaluating.comparison["token"])
     page = staff_client.get(f"{url}{evaluating.pk}/change/").content.decode()
     assert "<svg" in page and "source-48" in page and "target-32" in page and "nDCG@10" in page
-    assert "http" not in page.split("<svg", 1)[1].split("</svg>", 1)[0].replace("http://www.w3.org", "")
+    svg = '<svg class="paired-bars"' + page.split('<svg class="paired-bars"', 1)[1].split("</svg>", 1)[0] + "</svg>"
+    assert "http" not in svg, "the chart loads nothing from elsewhere"
+    chart = ElementTree.fromstring(svg)  # well-formed; one bar per space and metric
+    assert len([r for r in chart.iter("rect") if r.find("title") is not None]) == 2 * 5
     compared(evaluating, 0.8, 0.1)
     ask = staff_client.post(url, {"action": "promote_migrations", "_selected_action": [evaluating.pk]})
     assert 'name="force"' in ask.content.decode()
