@@ -105,7 +105,10 @@ def test_retire_deletes_vectors_and_index_records_storage_and_search_goes_on(pro
     before, after, freed = r["before"], r["after"], r["freed"]
     assert before["spaces"][source.name]["rows"] == rows and after["spaces"][source.name]["total_bytes"] == 0
     assert before["spaces"][source.name]["index_bytes"] > 0
-    assert after["table_total_bytes"] < before["table_total_bytes"], "the old index is gone from the disk"
+    old_index = before["spaces"][source.name]["index_bytes"]
+    # The old index is gone from the disk (the table's own total may not shrink: VACUUM can
+    # add its free-space map, which is more than a tiny test index).
+    assert after["table_index_bytes"] <= before["table_index_bytes"] - old_index
     assert after["vector_storage_bytes"] == after["spaces"][target.name]["total_bytes"] > 0
     assert freed["vector_storage_bytes"] == before["spaces"][source.name]["total_bytes"]
     assert 0 < freed["vector_storage_percent"] < 100
