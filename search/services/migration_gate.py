@@ -176,7 +176,8 @@ def run_compare(migration_id: int, token: str) -> str:
             "calibration": {"set": cal_set.name, "in_sample": cal_set.pk == evaluation_set.pk,
                             "before": before, "after": _settings_of(target),
                             "fusion_adopted_grid_best": fusion_record["chosen"].get("adopted_grid_best")},
-            "finished_at": timezone.now().isoformat(timespec="seconds"), "seconds": round(time.monotonic() - started, 1)}
+            "finished_at": timezone.now().isoformat(timespec="seconds"),
+            "seconds": round(time.monotonic() - started, 1)}
         if _update(migration_id, token, **result):
             log.info("migration %s compared by %s on %s: %s %+.4f", migration_id, by, set_name, HEADLINE, difference)
             return DONE
