@@ -171,3 +171,38 @@ def test_admin_retire_action_asks_then_queues(promoted, staff_client):
                             "force": "on", "reason": "space"})
     promoted.refresh_from_db()
     assert promoted.retirement["status"] == "queued" and promoted.retirement["forced"] is True
+
+
+@pytest.mark.worker
+@pytest.mark.django_db(transaction=True)
+def test_compare_and_retire_run_on_a_worker_of_the_embed_queue(start_worker, world, settings):
+    """The API-facing calls only queue; a worker consuming nothing but the embed queue does the work."""
+    from django.conf import settings as django_settings
+
+    from search.evaluation.models import EvaluationItem, EvaluationSet
+    from search.services import migration_gate
+    from tests.conftest import wait_until
+
+    source, target, _ = world
+    embedding.backfill(target)
+    evaluation_set = EvaluationSet.objects.create(name="worker-set")
+    for n in range(4):
+        EvaluationItem.objects.create(evaluation_set=evaluation_set, query=f"quy định số {n} nghỉ phép năm",
+                                      relevant_documents=[f"MIG{n}"])
+    worker = start_worker(args=("--pool=solo", "-Q", django_settings.TASK_QUEUES["embed"]))
+    migration = SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING)
+    migration_gate.request_compare(migration, "worker-set", by="tester")
+
+    def status(field):
+        migration.refresh_from_db()
+        return getattr(migration, field).get("status")
+
+    wait_until(lambda: status("comparison") in ("done", "failed"), 180, 0.5,
+               message=f"the comparison to finish\n{worker.log()}")
+    assert status("comparison") == "done", migration.comparison
+    sm.promote(migration, by="tester", force=True, reason="tiny random models")
+    migration_retire.request_retire(migration, by="tester", force=True, reason="test the worker")
+    wait_until(lambda: status("retirement") in ("done", "failed"), 180, 0.5,
+               message=f"the retirement to finish\n{worker.log()}")
+    assert status("retirement") == "done" and migration.retirement["vacuumed"] is True, migration.retirement
+    assert not ChunkEmbedding.objects.filter(space=source).exists()
