@@ -100,6 +100,8 @@ CELERY_TASK_ROUTES = {
     "search.tasks.embed_document_task": {"queue": TASK_QUEUES["embed"]},
     "search.tasks.backfill_space_task": {"queue": TASK_QUEUES["embed"]},
     "search.tasks.space_migration_step_task": {"queue": TASK_QUEUES["embed"]},
+    "search.tasks.compare_spaces_task": {"queue": TASK_QUEUES["embed"]},
+    "search.tasks.retire_space_task": {"queue": TASK_QUEUES["embed"]},
     "search.evaluation.tasks.evaluation_run_task": {"queue": TASK_QUEUES["finetune"]},
     "finetune.tasks.run_finetune_job_task": {"queue": TASK_QUEUES["finetune"]},
 }
@@ -232,6 +234,18 @@ MIGRATION_AB_MIN_SEARCHES = env.env_int(
     "PORTAL_MIGRATION_AB_MIN_SEARCHES", 200,
     "Searches each arm of a migration's A/B test needs before its report judges the difference (fewer: "
     "not enough searches yet).", minimum=1)
+MIGRATION_REGRESSION_MARGIN = env.env_float(
+    "PORTAL_MIGRATION_REGRESSION_MARGIN", 0.02,
+    "How much lower (absolute MRR@10, hybrid) the target space may score than the source in a migration's "
+    "comparison before the A/B test or promote is refused (unless forced with a reason).",
+    minimum=0.0, maximum=1.0)
+MIGRATION_SOAK_HOURS = env.env_float(
+    "PORTAL_MIGRATION_SOAK_HOURS", 72,
+    "Hours after promote before the old space may be retired (its vectors and index deleted; a rollback is "
+    "possible until then). Retiring earlier needs force and a reason.", minimum=0.0)
+MIGRATION_RETIRE_BATCH = env.env_int(
+    "PORTAL_MIGRATION_RETIRE_BATCH", 5000,
+    "Vector rows a retirement deletes in one transaction (short locks; search and ingestion go on).", minimum=1)
 MIGRATION_INDEX_MEMORY = env.env_str(
     "PORTAL_MIGRATION_INDEX_MEMORY", "256MB",
     "maintenance_work_mem of the session that builds a target space's HNSW index (a graph that fits is built "

@@ -1,9 +1,11 @@
 """Admin for migrations between embedding spaces (issue 11): an add form that
 starts one (from the active space to the chosen target), the list and the
 migration's page with live progress (an htmx fragment polled while a worker has
-work: done / total, chunks/s, ETA, the index build's phase), the A/B test's report
-(per-arm table, verdict, a plot), the history, and the actions: cancel, A/B test,
-promote, roll back (each asks for the reason)."""
+work: done / total, chunks/s, ETA, the index build's phase), the comparison of the two
+spaces side by side (with a chart), the A/B test's report (per-arm table, verdict, a
+plot), the old space's retirement, the history, and the actions: cancel, compare, A/B
+test, promote (both gated by the comparison unless forced with a reason), roll back and
+retire the old space (each asks for the reason)."""
 from __future__ import annotations
 
 from django import forms
@@ -13,13 +15,15 @@ from django.http import Http404
 from django.shortcuts import render
 from django.template.response import TemplateResponse
 from django.urls import path, reverse
+from django.template.defaultfilters import filesizeformat
 from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy as _
 
 from search.migration_models import WORKER_STATES, SpaceMigration
 from search.models import EmbeddingSpace, SearchArm, SpaceStatus
-from search.services import ab_stats, space_migration as sm
+from search.services import ab_stats, migration_gate, migration_retire, space_migration as sm
+from search.services.charts import grouped_bars_svg
 
 
 class StartMigrationForm(forms.ModelForm):
@@ -63,7 +67,8 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
     list_display = ("id", "__str__", "state_column", "progress", "created_by", "created_at")
     list_filter = ("state",)
     date_hierarchy = "created_at"
-    actions = ["cancel_migrations", "start_ab_tests", "promote_migrations", "roll_back_migrations"]
+    actions = ["cancel_migrations", "compare_spaces", "start_ab_tests", "promote_migrations", "roll_back_migrations",
+               "retire_old_spaces"]
 
     class Media:
         js = ("django_htmx/htmx-2.min.js",)
@@ -88,7 +93,8 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
         if obj is None:
             return ("target", "reason")
         ab = ("ab_report",) if obj.ab_started_at else ()
-        return ("live_status", "source", "target", *ab, "error", "history_list", "cursor", "embedded_chunks",
+        return ("live_status", "source", "target", "error", "comparison_view", *ab, "retirement_view",
+                "history_list", "cursor", "embedded_chunks",
                 "created_by", "created_at", "started_at", "backfilled_at", "indexed_at", "ab_started_at",
                 "ab_ended_at", "promoted_at", "finished_at", "heartbeat_at", "holder")
 
@@ -147,6 +153,74 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
             f"{gettext(e['step']) if e.get('step') else ''}" + (f" — {e['reason']}" if e.get("reason") else "")
             for e in obj.history or []))
 
+    @admin.display(description=_("comparison"))
+    def comparison_view(self, obj):
+        c = obj.comparison or {}
+        if not c:
+            return gettext("Not compared yet: use the action “Compare the two spaces”.")
+        head = format_html("<p>{}</p>", gettext("On %(set)s (hybrid): %(status)s, requested by %(by)s at %(at)s.")
+                           % {"set": c.get("set"), "status": c.get("status"), "by": c.get("requested_by"),
+                              "at": c.get("requested_at")})
+        if c.get("status") != migration_gate.DONE:
+            extra = c.get("error") or " ".join(x for x in (c.get("phase"), c.get("progress")) if x)
+            return format_html("{}<p>{}</p>", head, extra)
+        spaces = c["spaces"]
+        names = [k for k in migration_gate.SHOWN_METRICS if k in spaces["source"]["metrics"]]
+        rows = format_html_join("", "<tr><th>{}</th><td>{}</td><td>{}</td><td>{}</td></tr>", (
+            (k, f"{spaces['source']['metrics'][k]:.4f}", f"{spaces['target']['metrics'].get(k, 0):.4f}",
+             f"{spaces['target']['metrics'].get(k, 0) - spaces['source']['metrics'][k]:+.4f}") for k in names))
+        latency = format_html("<tr><th>{}</th><td>{}</td><td>{}</td><td></td></tr>", gettext("latency p50 / p95 (ms)"),
+                              f"{spaces['source'].get('latency_p50_ms')} / {spaces['source'].get('latency_p95_ms')}",
+                              f"{spaces['target'].get('latency_p50_ms')} / {spaces['target'].get('latency_p95_ms')}")
+        table = format_html('<table class="comparison"><thead><tr><th></th><th>{} ({} d)</th><th>{} ({} d)</th>'
+                            '<th>{}</th></tr></thead><tbody>{}{}</tbody></table>',
+                            spaces["source"]["name"], spaces["source"]["dimension"], spaces["target"]["name"],
+                            spaces["target"]["dimension"], gettext("difference"), rows, latency)
+        chart = mark_safe(grouped_bars_svg(  # noqa: S308 - built from numbers and escaped names
+            names, [(spaces["source"]["name"], [spaces["source"]["metrics"][k] for k in names]),
+                    (spaces["target"]["name"], [spaces["target"]["metrics"].get(k) for k in names])],
+            title=gettext("Both spaces on %(set)s") % {"set": c.get("set")}))
+        cal = c.get("calibration") or {}
+        after = cal.get("after") or {}
+        calibrated = gettext(
+            "Target calibrated on %(set)s%(in_sample)s: similarity floor %(sim)s, keyword floor %(kw)s, "
+            "semantic-only floor %(so)s; fusion %(fusion)s, vector weight %(vw)s, keyword weight %(kww)s.") % {
+            "set": cal.get("set"), "in_sample": gettext(" (the evaluated set itself)") if cal.get("in_sample") else "",
+            "sim": after.get("similarity_floor"), "kw": after.get("keyword_floor"),
+            "so": after.get("semantic_only_floor"), "fusion": after.get("fusion"), "vw": after.get("vector_weight"),
+            "kww": after.get("keyword_weight")}
+        outcome = migration_gate.verdict(obj)
+        return format_html('{}{}<div class="chart">{}</div><p>{}</p><p class="{}"><strong>{}</strong></p>', head,
+                           table, chart, calibrated, "success" if outcome["ok"] else "error", outcome["message"])
+
+    @admin.display(description=_("retirement of the old space"))
+    def retirement_view(self, obj):
+        r = obj.retirement or {}
+        ends = migration_retire.soak_ends_at(obj)
+        if not r:
+            if ends is None:
+                return "—"
+            return gettext("Not retired. The soak period ends at %(at)s.") % {"at": ends.strftime("%Y-%m-%d %H:%M")}
+        lines = [gettext("%(status)s — requested by %(by)s at %(at)s; %(rows)s vector rows deleted.")
+                 % {"status": r.get("status"), "by": r.get("requested_by"), "at": r.get("requested_at"),
+                    "rows": r.get("deleted_rows", 0)}]
+        if r.get("forced"):
+            lines.append(gettext("Forced before the soak period ended: %(reason)s") % {"reason": r.get("reason")})
+        if r.get("freed"):
+            freed, before, after = r["freed"], r["before"], r["after"]
+            lines.append(gettext("Storage freed: vector storage %(before)s → %(after)s (%(percent)s%% freed).")
+                         % {"before": filesizeformat(before["vector_storage_bytes"]),
+                            "after": filesizeformat(after["vector_storage_bytes"]),
+                            "percent": freed["vector_storage_percent"]})
+            lines.append(gettext("Embedding table on disk (with its indexes): %(before)s → %(after)s; %(reusable)s "
+                                 "more is free inside the table for new rows (VACUUM).")
+                         % {"before": filesizeformat(before["table_total_bytes"]),
+                            "after": filesizeformat(after["table_total_bytes"]),
+                            "reusable": filesizeformat(freed["reusable_in_table_bytes"])})
+        if r.get("error"):
+            lines.append(r["error"])
+        return format_html_join("", "<p>{}</p>", ((line,) for line in lines))
+
     # --- live fragment -------------------------------------------------------------
 
     def get_urls(self):
@@ -163,12 +237,14 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
 
     # --- actions (each asks for the reason first) -------------------------------------
 
-    def _with_reason(self, request, queryset, title, run, *, reason_required=True, share=False):
+    def _with_reason(self, request, queryset, title, run, *, reason_required=True, share=False, force=False,
+                     evaluation_sets=None):
         if request.POST.get("confirm") != "yes":
             return TemplateResponse(request, "admin/search/spacemigration_action.html", {
                 **self.admin_site.each_context(request), "title": title, "migrations": queryset,
                 "action": request.POST.get("action"), "opts": self.model._meta, "share": share,
-                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "reason_required": reason_required})
+                "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME, "reason_required": reason_required,
+                "force": force, "evaluation_sets": evaluation_sets})
         reason = request.POST.get("reason", "").strip()
         for migration in queryset:
             try:
@@ -193,19 +269,42 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
                 value = float(raw) if raw else None
             except ValueError:
                 raise sm.MigrationError(gettext("The A/B share must be a number between 0 and 1.")) from None
-            sm.start_ab_test(m, share=value, by=request.user, reason=reason)
-        return self._with_reason(request, queryset, _("Start the A/B test"), run, reason_required=False, share=True)
+            sm.start_ab_test(m, share=value, by=request.user, reason=reason, force=_forced(request))
+        return self._with_reason(request, queryset, _("Start the A/B test"), run, reason_required=False, share=True,
+                                 force=True)
 
     @admin.action(description=_("Promote the target space"), permissions=["change"])
     def promote_migrations(self, request, queryset):
         return self._with_reason(request, queryset, _("Promote the target space"),
-                                 lambda m, reason: sm.promote(m, by=request.user, reason=reason),
-                                 reason_required=False)
+                                 lambda m, reason: sm.promote(m, by=request.user, reason=reason,
+                                                              force=_forced(request)),
+                                 reason_required=False, force=True)
 
     @admin.action(description=_("Roll back to the source space"), permissions=["change"])
     def roll_back_migrations(self, request, queryset):
         return self._with_reason(request, queryset, _("Roll back to the source space"),
                                  lambda m, reason: sm.rollback(m, by=request.user, reason=reason))
+
+    @admin.action(description=_("Compare the two spaces"), permissions=["change"])
+    def compare_spaces(self, request, queryset):
+        from search.evaluation.models import EvaluationSet
+
+        def run(m, reason):
+            migration_gate.request_compare(m, request.POST.get("evaluation_set", ""), by=request.user)
+        return self._with_reason(request, queryset, _("Compare the two spaces"), run, reason_required=False,
+                                 evaluation_sets=list(EvaluationSet.objects.order_by("name")
+                                                      .values_list("name", flat=True)))
+
+    @admin.action(description=_("Retire the old space"), permissions=["change"])
+    def retire_old_spaces(self, request, queryset):
+        return self._with_reason(request, queryset, _("Retire the old space"),
+                                 lambda m, reason: migration_retire.request_retire(
+                                     m, by=request.user, reason=reason, force=_forced(request)),
+                                 reason_required=False, force=True)
+
+
+def _forced(request) -> bool:
+    return request.POST.get("force") in ("on", "1", "true", "yes")
 
 
 admin.site.register(SpaceMigration, SpaceMigrationAdmin)

@@ -1,7 +1,8 @@
 """REST API for migrations between embedding spaces (staff with the migration permissions; issue 11):
 /api/v1/migrations/ — start, list, detail (state, progress, history), cancel,
-advance (A/B test, promote), roll back, and the A/B test's report (…/ab/). A refused move answers 409 with the
-reason; bad input 400."""
+advance (A/B test, promote; gated by the comparison unless forced with a reason), roll back,
+compare the two spaces and retire the old one (both queued: 202), and the A/B test's report
+(…/ab/). A refused move answers 409 with the reason; bad input 400."""
 from __future__ import annotations
 
 from django.utils.translation import gettext_lazy as _
@@ -13,7 +14,13 @@ from rest_framework.response import Response
 from portal.api_permissions import StaffModelPermission
 from search.migration_models import MigrationState, SpaceMigration
 from search.models import EmbeddingSpace
-from search.services import ab_stats, space_migration as sm
+from search.services import ab_stats, migration_gate, migration_retire, space_migration as sm
+
+BAD_INPUT_FIELDS = ("reason", "share", "to", "evaluation_set")
+
+
+def _without_token(value: dict) -> dict:
+    return {k: v for k, v in (value or {}).items() if k != "token"}
 
 
 class MigrationPermission(StaffModelPermission):
@@ -31,14 +38,34 @@ class SpaceMigrationSerializer(serializers.ModelSerializer):
     source = serializers.SlugRelatedField(slug_field="name", read_only=True)
     target = serializers.SlugRelatedField(slug_field="name", read_only=True)
     created_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+    comparison = serializers.SerializerMethodField(
+        help_text="Both spaces scored on an evaluation set (hybrid), the target's calibrated settings, the gate.")
+    retirement = serializers.SerializerMethodField(
+        help_text="The old space's retirement: status, vector storage before and after, what was freed.")
 
     class Meta:
         model = SpaceMigration
         fields = ["id", "source", "target", "state", "state_label", "step", "status_message", "error",
                   "cancel_requested", "done_chunks", "total_chunks", "embedded_chunks", "chunks_per_second",
                   "eta_seconds", "cursor", "index_progress", "heartbeat_at", "created_by", "created_at",
-                  "started_at", "backfilled_at", "indexed_at", "promoted_at", "finished_at", "history"]
+                  "started_at", "backfilled_at", "indexed_at", "ab_started_at", "ab_ended_at", "promoted_at", "finished_at",
+                  "comparison",
+                  "retirement", "history"]
         read_only_fields = fields
+
+
+    def get_comparison(self, obj) -> dict:
+        out = _without_token(obj.comparison)
+        if obj.comparison:
+            out["gate"] = migration_gate.verdict(obj)
+        return out
+
+    def get_retirement(self, obj) -> dict:
+        out = _without_token(obj.retirement)
+        ends = migration_retire.soak_ends_at(obj)
+        if ends is not None:
+            out["soak_ends_at"] = ends.isoformat(timespec="seconds")
+        return out
 
 
 class ArmSerializer(serializers.Serializer):
@@ -89,7 +116,17 @@ class ReasonSerializer(serializers.Serializer):
     reason = serializers.CharField(max_length=500, required=False, allow_blank=True, default="")
 
 
-class AdvanceSerializer(ReasonSerializer):
+class ForceSerializer(ReasonSerializer):
+    force = serializers.BooleanField(required=False, default=False,
+                                     help_text="Go on although the check refuses (needs a reason; recorded).")
+
+
+class CompareSerializer(serializers.Serializer):
+    evaluation_set = serializers.CharField(max_length=100, help_text="Name of the evaluation set to score both "
+                                                                    "spaces on (e.g. samples).")
+
+
+class AdvanceSerializer(ForceSerializer):
     to = serializers.ChoiceField(choices=[MigrationState.AB_TESTING, MigrationState.PROMOTED], required=False,
                                  help_text="Default: the next step (evaluating → ab_testing → promoted).")
     share = serializers.FloatField(required=False, min_value=0.0, max_value=1.0,
@@ -107,8 +144,8 @@ class SpaceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
                         status=code)
 
     def _refused(self, exc: sm.MigrationError):
-        return Response({"detail": str(exc), "field": exc.field}, status=status.HTTP_409_CONFLICT
-                        if exc.field in (None, "state", "target", "source") else status.HTTP_400_BAD_REQUEST)
+        return Response({"detail": str(exc), "field": exc.field}, status=status.HTTP_400_BAD_REQUEST
+                        if exc.field in BAD_INPUT_FIELDS else status.HTTP_409_CONFLICT)
 
     @extend_schema(request=StartSerializer, responses={201: SpaceMigrationSerializer})
     def create(self, request, *args, **kwargs):
@@ -141,7 +178,8 @@ class SpaceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         body.is_valid(raise_exception=True)
         data = body.validated_data
         try:
-            sm.advance(migration, to=data.get("to"), share=data.get("share"), by=request.user, reason=data["reason"])
+            sm.advance(migration, to=data.get("to"), share=data.get("share"), by=request.user, reason=data["reason"],
+                       force=data["force"])
         except sm.MigrationError as exc:
             return self._refused(exc)
         return self._answer(migration)
@@ -164,3 +202,30 @@ class SpaceMigrationViewSet(mixins.ListModelMixin, mixins.RetrieveModelMixin, vi
         """The A/B test's report: per arm searches, users, click-through, helpful votes,
         zero-result rate and latency p50/p95, the significance tests and the verdict."""
         return Response(ABReportSerializer(ab_stats.report(self.get_object())).data)
+
+    @extend_schema(request=CompareSerializer, responses={202: SpaceMigrationSerializer})
+    @action(detail=True, methods=["post"])
+    def compare(self, request, pk=None):
+        """Queue a comparison of the two spaces (the target is calibrated first)."""
+        migration = self.get_object()
+        body = CompareSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        try:
+            migration_gate.request_compare(migration, body.validated_data["evaluation_set"], by=request.user)
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration, status.HTTP_202_ACCEPTED)
+
+    @extend_schema(request=ForceSerializer, responses={202: SpaceMigrationSerializer})
+    @action(detail=True, methods=["post"])
+    def retire(self, request, pk=None):
+        """Queue the retirement of the old space (after the soak period, or forced with a reason)."""
+        migration = self.get_object()
+        body = ForceSerializer(data=request.data)
+        body.is_valid(raise_exception=True)
+        data = body.validated_data
+        try:
+            migration_retire.request_retire(migration, by=request.user, force=data["force"], reason=data["reason"])
+        except sm.MigrationError as exc:
+            return self._refused(exc)
+        return self._answer(migration, status.HTTP_202_ACCEPTED)

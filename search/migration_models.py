@@ -51,6 +51,8 @@ class MigrationStep:
     STALLED = gettext_noop("Stalled: its worker stopped; queued again")
     GAVE_UP = gettext_noop("Gave up: its worker stopped too often without progress")
     FAILED = gettext_noop("Failed")
+    RETIRE_REQUESTED = gettext_noop("Retiring the old space was requested")
+    RETIRED = gettext_noop("The old space is retired: its vectors and index are deleted")
 
 
 class SpaceMigration(models.Model):
@@ -86,6 +88,13 @@ class SpaceMigration(models.Model):
     queued_at = models.DateTimeField(_("queued"), null=True, blank=True)
     heartbeat_at = models.DateTimeField(_("last heartbeat"), null=True, blank=True)
     stalls = models.PositiveSmallIntegerField(_("stalls without progress"), default=0)
+    # The two spaces scored side by side before going on (search.services.migration_gate),
+    # and the old space's retirement after promote (search.services.migration_retire).
+    comparison = models.JSONField(_("comparison"), default=dict, blank=True,
+                                  help_text=_("Both spaces scored on an evaluation set, and the target's "
+                                              "calibrated settings."))
+    retirement = models.JSONField(_("retirement"), default=dict, blank=True,
+                                  help_text=_("The source space's retirement: vector storage before and after."))
     history = models.JSONField(_("history"), default=list, blank=True,
                                help_text=_("Each change of state: when, who and why."))
     created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,

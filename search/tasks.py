@@ -118,3 +118,29 @@ def _preload(**kwargs):
     # An import interrupted by a time limit breaks the process (processing.preload_libraries).
     if tasking.consumes(settings.TASK_QUEUES["embed"]):
         import sentence_transformers  # noqa: F401
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def compare_spaces_task(self, migration_id: int, token: str) -> str:
+    """Calibrate a migration's target and score both spaces (search.services.migration_gate)."""
+    from search.services import migration_gate
+
+    try:
+        return migration_gate.run_compare(migration_id, token)
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise
+
+
+@shared_task(bind=True, acks_late=True, reject_on_worker_lost=True)
+def retire_space_task(self, migration_id: int, token: str) -> str:
+    """Retire a promoted migration's old space (search.services.migration_retire)."""
+    from search.services import migration_retire
+
+    try:
+        return migration_retire.run_retire(migration_id, token)
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            return tasking.retry_later(self, exc)
+        raise

@@ -105,3 +105,24 @@ def chunk_ids() -> set[int]:
 
 def vector_chunk_ids(space: EmbeddingSpace) -> list[int]:
     return list(space.embeddings.values_list("chunk_id", flat=True))
+
+
+def compared(migration: SpaceMigration, source_mrr: float = 0.5, target_mrr: float = 0.5,
+             set_name: str = "samples") -> SpaceMigration:
+    """Record a finished comparison with the given MRR@10 of each space, as
+    search.services.migration_gate.run_compare stores it (test_migration_gate runs the
+    real one): the gate before the A/B test and promote reads it."""
+    from django.utils import timezone
+
+    now = timezone.now().isoformat(timespec="seconds")
+    migration.refresh_from_db()
+    spaces = {role: {"name": space.name, "dimension": space.dimension, "run": None, "queries": 10,
+                     "metrics": {"MRR@10": mrr, "nDCG@10": mrr}}
+              for role, space, mrr in (("source", migration.source, source_mrr),
+                                       ("target", migration.target, target_mrr))}
+    SpaceMigration.objects.filter(pk=migration.pk).update(comparison={
+        "status": "done", "token": "test", "set": set_name, "requested_by": "tester", "requested_at": now,
+        "updated_at": now, "finished_at": now, "metric": "MRR@10", "mode": "hybrid", "spaces": spaces,
+        "difference": round(target_mrr - source_mrr, 6), "calibration": {"set": set_name, "in_sample": True}})
+    migration.refresh_from_db()
+    return migration

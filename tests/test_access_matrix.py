@@ -445,6 +445,9 @@ MIGRATION_ENDPOINTS = [
     JobEndpoint("space migrations: advance", "post", "/api/v1/migrations/{job}/advance/"),
     JobEndpoint("space migrations: rollback", "post", "/api/v1/migrations/{job}/rollback/", {"reason": "r"}),
     JobEndpoint("space migrations: A/B report", "get", "/api/v1/migrations/{job}/ab/"),
+    JobEndpoint("space migrations: compare", "post", "/api/v1/migrations/{job}/compare/", {"evaluation_set": "x"}),
+    JobEndpoint("space migrations: retire", "post", "/api/v1/migrations/{job}/retire/",
+                {"force": True, "reason": "r"}),
 ]
 
 

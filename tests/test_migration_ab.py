@@ -17,7 +17,7 @@ from search.services import ab_stats, embedding, space_migration as sm, spaces
 from search.services.results import run_search
 from search.services.search_log import record_feedback
 from tests import factories as f
-from tests.migration_helpers import english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +29,7 @@ def test_searches_during_the_ab_test_record_their_arm_sticky_and_only_then(world
     embedding.backfill(target)
     migration = SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING)
     before = run_search(f.user("early"), "nghỉ phép", via="portal")
-    sm.start_ab_test(migration, share=0.5, by="tester")
+    sm.start_ab_test(compared(migration), share=0.5, by="tester")
     migration.refresh_from_db()
     assert migration.ab_started_at and migration.ab_ended_at is None
     assert SearchLog.objects.get(pk=before.search_id).arm == "", "no A/B test ran yet"
@@ -63,7 +63,7 @@ def test_searches_during_the_ab_test_record_their_arm_sticky_and_only_then(world
 def test_rolling_back_the_ab_test_ends_its_window(world):
     source, target, _ = world
     migration = SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING)
-    sm.start_ab_test(migration, share=0.1)
+    sm.start_ab_test(compared(migration), share=0.1)
     sm.rollback(migration, by="tester", reason="worse")
     migration.refresh_from_db()
     assert migration.ab_started_at and migration.ab_ended_at

@@ -11,7 +11,7 @@ from search.migration_models import MigrationState as S, SpaceMigration
 from search.models import SpaceStatus
 from search.services import space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -50,7 +50,7 @@ def test_api_starts_follows_and_moves_a_migration(world, staff_client):
 
 def test_api_advances_to_the_ab_test_and_promotes(world, staff_client):
     source, target, _ = world
-    migration = SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING)
+    migration = compared(SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING))
     spaces.create_index(target)
     assert post(staff_client, f"/api/v1/migrations/{migration.pk}/advance/", {"share": 2}).status_code == 400
     ab = post(staff_client, f"/api/v1/migrations/{migration.pk}/advance/", {"share": 0.3, "reason": "try"})
@@ -157,7 +157,7 @@ def test_the_command_follows_a_migration_with_a_progress_bar_to_its_end(world):
     assert "evaluating" in out.getvalue()
     assert "chunk" in err.getvalue()
     call_command("migrate_space", "advance", str(SpaceMigration.objects.get().pk), "--to", "promoted",
-                 stdout=StringIO())
+                 "--force", "--reason", "tiny random models: nothing to compare", stdout=StringIO())
     assert spaces.active_space().name == "target-32"
     target.refresh_from_db()
     assert target.status == SpaceStatus.ACTIVE

@@ -9,7 +9,7 @@ from search.migration_models import OPEN_STATES, MigrationState as S, SpaceMigra
 from search.models import EmbeddingSpace, SpaceStatus
 from search.services import space_index, space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.django_db
 
@@ -121,6 +121,7 @@ def test_ab_test_promote_and_rollback_after_promote_switch_the_active_space(worl
     _indexed(target)
     with pytest.raises(sm.MigrationError, match="share"):
         sm.advance(migration, share=1.5)
+    compared(migration, 0.5, 0.49)  # the gate: compared, within the margin
     sm.advance(migration, share=0.25, by="tester", reason="try it")
     target.refresh_from_db()
     assert (migration.state, target.status, target.traffic_share) == (S.AB_TESTING, SpaceStatus.READY, 0.25)
@@ -145,7 +146,7 @@ def test_rollback_during_the_ab_test_sends_everyone_back_at_once(world):
     source, target, _ = world
     migration = at(S.EVALUATING, source, target)
     _indexed(target)
-    sm.start_ab_test(migration, share=0.5)
+    sm.start_ab_test(migration, share=0.5, force=True, reason="not compared: testing the rollback")
     assert spaces.ab_candidates() == [target]
     sm.rollback(migration, by="tester", reason="worse")
     assert spaces.ab_candidates() == [] and spaces.active_space() == source

@@ -76,9 +76,9 @@ def _label(state: str) -> str:
     return str(S(state).label)
 
 
-def _event(old: str, new: str, by, step: str, reason: str = "") -> dict:
+def _event(old: str, new: str, by, step: str, reason: str = "", extra: dict | None = None) -> dict:
     return {"at": timezone.now().isoformat(timespec="seconds"), "from": str(old), "to": str(new),
-            "by": who(by), "step": step, "reason": (reason or "")[:500]}
+            "by": who(by), "step": step, "reason": (reason or "")[:500], **(extra or {})}
 
 
 def record(migration: SpaceMigration, step: str, by=None, reason: str = "", **fields) -> None:
@@ -91,10 +91,11 @@ def record(migration: SpaceMigration, step: str, by=None, reason: str = "", **fi
 
 
 def transition(migration: SpaceMigration, to: str, by=None, reason: str = "", *, step: str = "",
-               token: str | None = None, **fields) -> SpaceMigration:
+               token: str | None = None, extra: dict | None = None, **fields) -> SpaceMigration:
     """Move the migration to `to`, recording who and why; an illegal move is refused.
     `step` is a MigrationStep msgid (status_message); `token`, when given, must be the
-    row's step token (a worker whose step was superseded must not move the state)."""
+    row's step token (a worker whose step was superseded must not move the state);
+    `extra` adds keys to the history entry (a forced gate: forced, gate)."""
     with transaction.atomic():
         row = SpaceMigration.objects.select_for_update().get(pk=migration.pk)
         if token is not None and row.step_token != token:
@@ -105,7 +106,7 @@ def transition(migration: SpaceMigration, to: str, by=None, reason: str = "", *,
                 _("A migration that is %(state)s cannot become %(to)s (possible: %(allowed)s).")
                 % {"state": _label(row.state), "to": _label(to), "allowed": allowed or _("nothing, it has ended")},
                 "state")
-        history = (list(row.history or []) + [_event(row.state, to, by, step, reason)])[-HISTORY_KEPT:]
+        history = (list(row.history or []) + [_event(row.state, to, by, step, reason, extra)])[-HISTORY_KEPT:]
         now = timezone.now()
         stamps = {S.BACKFILLING: "started_at", S.INDEXING: "backfilled_at", S.EVALUATING: "indexed_at",
                   S.PROMOTED: "promoted_at"}
@@ -202,7 +203,7 @@ def _check_move(migration: SpaceMigration, to: str) -> None:
                                 "allowed": allowed or _("nothing, it has ended")}, "state")
 
 
-def _need_reason(reason: str) -> str:
+def need_reason(reason: str) -> str:
     reason = (reason or "").strip()
     if not reason:
         raise MigrationError(_("Give a reason: it is recorded in the migration's history."), "reason")
@@ -215,7 +216,7 @@ def request_cancel(migration: SpaceMigration, *, by=None, reason: str = "") -> S
     index; the target goes back to its previous status."""
     from portal.advisory import MIGRATION, held_keys
 
-    reason = _need_reason(reason)
+    reason = need_reason(reason)
     _check_move(migration, S.CANCELLED)
     if migration.cancel_requested:
         raise MigrationError(_("A cancel was requested already; the migration is stopping."))
@@ -226,45 +227,52 @@ def request_cancel(migration: SpaceMigration, *, by=None, reason: str = "") -> S
 
 
 def start_ab_test(migration: SpaceMigration, *, share: float | None = None, by=None,
-                  reason: str = "") -> SpaceMigration:
-    """Send a sticky share of the users (default PORTAL_MIGRATION_AB_SHARE) to the target."""
+                  reason: str = "", force: bool = False) -> SpaceMigration:
+    """Send a sticky share of the users (default PORTAL_MIGRATION_AB_SHARE) to the target.
+    From evaluating, the comparison must allow it (search.services.migration_gate) or
+    the move is forced with a reason."""
+    from search.services import migration_gate
+
     share = settings.MIGRATION_AB_SHARE if share is None else share
     if not isinstance(share, (int, float)) or isinstance(share, bool) or not 0 < share <= 1:
         raise MigrationError(_("The A/B share must be more than 0 and at most 1 (got %(share)s).")
                              % {"share": share}, "share")
     _check_move(migration, S.AB_TESTING)
     _check_index(migration)
+    gate = migration_gate.check_gate(migration, force=force, reason=reason)
     with transaction.atomic():
         EmbeddingSpace.objects.filter(pk=migration.target_id).update(status=SpaceStatus.READY,
                                                                     traffic_share=float(share))
-        transition(migration, S.AB_TESTING, by, reason, step=MigrationStep.AB_TESTING)
+        transition(migration, S.AB_TESTING, by, reason, step=MigrationStep.AB_TESTING, extra=gate)
     return migration
 
 
-def promote(migration: SpaceMigration, *, by=None, reason: str = "") -> SpaceMigration:
+def promote(migration: SpaceMigration, *, by=None, reason: str = "", force: bool = False) -> SpaceMigration:
     """Make the target the active space, in one transaction with the state change; the
-    source stays ready (dual-written) so a rollback is instant."""
-    from search.services import spaces
+    source stays ready (dual-written) so a rollback is instant. Straight from evaluating,
+    the comparison must allow it or the move is forced with a reason (as for the A/B test)."""
+    from search.services import migration_gate, spaces
 
     _check_move(migration, S.PROMOTED)
     _check_index(migration)
+    gate = migration_gate.check_gate(migration, force=force, reason=reason)
     with transaction.atomic():
         spaces.activate(EmbeddingSpace.objects.select_for_update().get(pk=migration.target_id))
-        transition(migration, S.PROMOTED, by, reason, step=MigrationStep.PROMOTED)
+        transition(migration, S.PROMOTED, by, reason, step=MigrationStep.PROMOTED, extra=gate)
     return migration
 
 
 def advance(migration: SpaceMigration, *, to: str | None = None, share: float | None = None, by=None,
-            reason: str = "") -> SpaceMigration:
+            reason: str = "", force: bool = False) -> SpaceMigration:
     """The next step a person takes: evaluating → A/B test (or straight to promoted),
     A/B test → promoted."""
     migration.refresh_from_db()
     if to is None:
         to = {S.EVALUATING: S.AB_TESTING, S.AB_TESTING: S.PROMOTED}.get(migration.state)
     if to == S.AB_TESTING:
-        return start_ab_test(migration, share=share, by=by, reason=reason)
+        return start_ab_test(migration, share=share, by=by, reason=reason, force=force)
     if to == S.PROMOTED:
-        return promote(migration, by=by, reason=reason)
+        return promote(migration, by=by, reason=reason, force=force)
     if to is None and migration.state in WORKER_STATES:
         raise MigrationError(_("A migration that is %(state)s is moved on by its worker, not by hand.")
                              % {"state": migration.get_state_display()}, "state")
@@ -280,12 +288,16 @@ def rollback(migration: SpaceMigration, *, by=None, reason: str = "") -> SpaceMi
     vectors and index (status ready, no traffic) until it is retired."""
     from search.services import spaces
 
-    reason = _need_reason(reason)
+    reason = need_reason(reason)
     _check_move(migration, S.ROLLED_BACK)
     with transaction.atomic():
         source = EmbeddingSpace.objects.select_for_update().get(pk=migration.source_id)
         target = EmbeddingSpace.objects.select_for_update().get(pk=migration.target_id)
         if migration.state == S.PROMOTED:
+            if (migration.retirement or {}).get("status"):
+                raise MigrationError(_("The source space %(name)s is retired or being retired; a migration "
+                                       "cannot be rolled back after its old space is retired.")
+                                     % {"name": source.name}, "state")
             if SpaceMigration.objects.filter(state__in=OPEN_STATES).exclude(pk=migration.pk).exists():
                 raise MigrationError(_("Another migration is open; finish or cancel it before rolling this one "
                                        "back."))

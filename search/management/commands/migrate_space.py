@@ -1,16 +1,21 @@
-"""manage.py migrate_space start|status|cancel|advance|rollback — migrations between
-embedding spaces from the command line (issue 11).
+"""manage.py migrate_space start|status|cancel|advance|rollback|compare|retire — migrations
+between embedding spaces from the command line (issue 11).
 
     manage.py migrate_space start --target SPACE [--source SPACE] [--reason R] [--follow]
     manage.py migrate_space status [ID]
     manage.py migrate_space cancel ID --reason R [--follow]
-    manage.py migrate_space advance ID [--to ab_testing|promoted] [--share 0.1] [--reason R]
+    manage.py migrate_space advance ID [--to ab_testing|promoted] [--share 0.1] [--reason R] [--force]
     manage.py migrate_space rollback ID --reason R
+    manage.py migrate_space compare ID --set NAME [--sync]
+    manage.py migrate_space retire ID [--force --reason R] [--sync]
 
 `start` queues the migration for a worker of the embed queue; --follow shows a
 progress bar until the worker's part ends (evaluating, cancelled or failed).
-`status` without an id lists the migrations; with one it also prints the A/B test's
-report (per arm, the significance tests and the verdict) once the test has started.
+`status` without an id lists the migrations; with one it also prints the comparison, the
+A/B test's report (per arm, the significance tests and the verdict) once the test has
+started, and the retirement. `compare` and `retire` queue their work on
+the embed queue; --sync does it here and waits. Leaving evaluating needs a comparison
+within the margin, or --force with a --reason.
 """
 from __future__ import annotations
 
@@ -21,7 +26,7 @@ from django.utils.translation import gettext as _
 
 from search.migration_models import WORKER_STATES, MigrationState, SpaceMigration
 from search.models import EmbeddingSpace
-from search.services import ab_stats, space_migration as sm
+from search.services import ab_stats, migration_gate, migration_retire, space_migration as sm
 
 
 def _space(name: str) -> EmbeddingSpace:
@@ -36,6 +41,12 @@ def _migration(pk: int) -> SpaceMigration:
     if migration is None:
         raise CommandError(_("There is no migration %(id)s.") % {"id": pk})
     return migration
+
+
+def _size(n: int) -> str:
+    from django.template.defaultfilters import filesizeformat
+
+    return str(filesizeformat(n))
 
 
 class Command(BaseCommand):
@@ -59,9 +70,20 @@ class Command(BaseCommand):
         advance.add_argument("--to", choices=[MigrationState.AB_TESTING, MigrationState.PROMOTED])
         advance.add_argument("--share", type=float, help="share of users in the A/B test (0-1)")
         advance.add_argument("--reason", default="")
+        advance.add_argument("--force", action="store_true",
+                             help="go on although the comparison refuses (needs --reason; recorded)")
         rollback = sub.add_parser("rollback", help="all traffic back to the source space")
         rollback.add_argument("id", type=int)
         rollback.add_argument("--reason", required=True)
+        compare = sub.add_parser("compare", help="calibrate the target and score both spaces on an evaluation set")
+        compare.add_argument("id", type=int)
+        compare.add_argument("--set", required=True, dest="set_name", help="the evaluation set (e.g. samples)")
+        compare.add_argument("--sync", action="store_true", help="run here and wait, instead of queueing it")
+        retire = sub.add_parser("retire", help="delete the old space's vectors and index after the soak period")
+        retire.add_argument("id", type=int)
+        retire.add_argument("--force", action="store_true", help="before the soak period ends (needs --reason)")
+        retire.add_argument("--reason", default="")
+        retire.add_argument("--sync", action="store_true", help="run here and wait, instead of queueing it")
 
     def handle(self, *args, action, **options):
         try:
@@ -95,6 +117,8 @@ class Command(BaseCommand):
         if m.ab_started_at:
             for line in ab_stats.text_lines(ab_stats.report(m)):
                 self.stdout.write(line)
+        self.show_comparison(m)
+        self.show_retirement(m)
         for event in m.history:
             reason = f" — {event['reason']}" if event.get("reason") else ""
             self.stdout.write(f"  {event['at']}  {event['from'] or '·'} → {event['to']}  {event['by']}  "
@@ -106,8 +130,8 @@ class Command(BaseCommand):
         if follow:
             self.follow(migration)
 
-    def do_advance(self, id, to, share, reason, **_options):
-        migration = sm.advance(_migration(id), to=to, share=share, by="command line", reason=reason)
+    def do_advance(self, id, to, share, reason, force, **_options):
+        migration = sm.advance(_migration(id), to=to, share=share, by="command line", reason=reason, force=force)
         self.stdout.write(_("Migration %(id)s is %(state)s.") % {"id": migration.pk,
                                                                 "state": migration.get_state_display()})
 
@@ -115,6 +139,62 @@ class Command(BaseCommand):
         migration = sm.rollback(_migration(id), by="command line", reason=reason)
         self.stdout.write(_("Migration %(id)s is %(state)s.") % {"id": migration.pk,
                                                                 "state": migration.get_state_display()})
+
+    def do_compare(self, id, set_name, sync, **_options):
+        migration = migration_gate.request_compare(_migration(id), set_name, by="command line", queue=not sync)
+        if not sync:
+            self.stdout.write(_("Comparison of migration %(id)s queued.") % {"id": migration.pk})
+            return
+        migration_gate.run_compare(migration.pk, migration.comparison["token"])
+        migration.refresh_from_db()
+        self.show_comparison(migration)
+        if migration.comparison.get("status") != migration_gate.DONE:
+            raise CommandError(migration.comparison.get("error") or _("The comparison failed."))
+
+    def do_retire(self, id, force, reason, sync, **_options):
+        migration = migration_retire.request_retire(_migration(id), by="command line", force=force, reason=reason,
+                                                    queue=not sync)
+        if not sync:
+            self.stdout.write(_("Retirement of the space %(name)s queued.") % {"name": migration.source.name})
+            return
+        migration_retire.run_retire(migration.pk, migration.retirement["token"])
+        migration.refresh_from_db()
+        self.show_retirement(migration)
+        if migration.retirement.get("status") != migration_retire.DONE:
+            raise CommandError(migration.retirement.get("error") or _("The retirement failed."))
+
+    def show_comparison(self, m: SpaceMigration) -> None:
+        c = m.comparison or {}
+        if not c:
+            return
+        self.stdout.write(_("comparison on %(set)s: %(status)s") % {"set": c.get("set"), "status": c.get("status")})
+        for role in ("source", "target"):
+            space = (c.get("spaces") or {}).get(role)
+            if space:
+                metrics = "  ".join(f"{k} {v:.4f}" for k, v in space["metrics"].items())
+                self.stdout.write(f"  {space['name']:<24} {space['dimension']:>5}d  {metrics}")
+        if c.get("status") == migration_gate.DONE:
+            self.stdout.write("  " + migration_gate.verdict(m)["message"])
+        if c.get("error"):
+            self.stdout.write(self.style.ERROR("  " + c["error"]))
+
+    def show_retirement(self, m: SpaceMigration) -> None:
+        r = m.retirement or {}
+        if not r:
+            return
+        self.stdout.write(_("retirement of %(space)s: %(status)s, %(rows)s vector rows deleted")
+                          % {"space": r.get("space"), "status": r.get("status"), "rows": r.get("deleted_rows", 0)})
+        if r.get("freed"):
+            freed, before, after = r["freed"], r["before"], r["after"]
+            self.stdout.write(_("  vector storage %(before)s → %(after)s (%(percent)s%% freed); embedding table on "
+                                "disk %(disk_before)s → %(disk_after)s")
+                              % {"before": _size(before["vector_storage_bytes"]),
+                                 "after": _size(after["vector_storage_bytes"]),
+                                 "percent": freed["vector_storage_percent"],
+                                 "disk_before": _size(before["table_total_bytes"]),
+                                 "disk_after": _size(after["table_total_bytes"])})
+        if r.get("error"):
+            self.stdout.write(self.style.ERROR("  " + r["error"]))
 
     def follow(self, migration: SpaceMigration, interval: float = 1.0) -> None:
         """A progress bar over the backfill, then the index build, until a worker no longer
