@@ -102,19 +102,28 @@ def space_for(user, client_id: str | None = None) -> EmbeddingSpace | None:
     active, candidates = routing()
     if not candidates:
         return active
-    if getattr(user, "is_authenticated", False):
-        identity = f"user:{user.pk}"
-    elif client_id:
-        identity = f"client:{client_id}"
-    else:
+    bucket = ab_bucket(user, client_id)
+    if bucket is None:
         return active
-    bucket = int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     edge = 0.0
     for candidate in candidates:
         edge += candidate.traffic_share
         if bucket < edge:
             return candidate
     return active
+
+
+def ab_bucket(user, client_id: str | None = None) -> float | None:
+    """A user's (or anonymous visitor's, by their cookie id) sticky place in [0, 1] for
+    the A/B test: the candidates' shares are laid end to end from 0, in pk order, and
+    a place below their sum lands in one of them. None: no identity, the active space."""
+    if getattr(user, "is_authenticated", False):
+        identity = f"user:{user.pk}"
+    elif client_id:
+        identity = f"client:{client_id}"
+    else:
+        return None
+    return int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def activate(space: EmbeddingSpace) -> EmbeddingSpace:
