@@ -174,6 +174,9 @@ def edit(doc: Document, n: int) -> None:
 def test_a_whole_migration_while_people_of_every_tier_search(start_worker, portal):
     source, target, docs, people = portal
     worker = start_worker(**ENV)
+    # Its start-up (imports, models) gets the CPU before the searches take their share.
+    wait_until(lambda: " ready." in worker.log_path.read_text(errors="replace"), WAIT, 0.2,
+               message="the worker to start")
     phases, stop = Phases(), threading.Event()
     threads = [threading.Thread(target=search_without_pause, args=(p, phases, stop), daemon=True) for p in people]
     for thread in threads:
