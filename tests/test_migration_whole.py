@@ -196,7 +196,9 @@ def test_a_whole_migration_while_people_of_every_tier_search(start_worker, porta
             edit(docs[7], 7)
             added = [ready_document(20, 0), ready_document(21, 3)]
             f.grant(added[1], user=people[3].user)
-            wait_for_searches(people, "backfilling")
+            with phases.switching("changed"):  # searches that see the changes, still during the backfill
+                pass
+            wait_for_searches(people, "changed")
             assert row(migration).state == S.BACKFILLING, "the changes were made during the backfill"
         with phases.switching("evaluating"):
             wait_until(lambda: row(migration).state == S.EVALUATING, WAIT, 0.2,
@@ -241,7 +243,8 @@ def test_a_whole_migration_while_people_of_every_tier_search(start_worker, porta
 
     # Every search of every person, all along.
     assert not [e for p in people for e in p.errors], "\n".join(e for p in people for e in p.errors)
-    expected = {"before": source.pk, "backfilling": source.pk, "evaluating": source.pk, "promoted": target.pk}
+    expected = {"before": source.pk, "backfilling": source.pk, "changed": source.pk, "evaluating": source.pk,
+                "promoted": target.pk}
     for person in people:
         may_see = set(visible_documents(person.user).values_list("pk", flat=True))
         for s in person.done:
