@@ -5,8 +5,10 @@ space over a few processed documents, and a ready target space."""
 from __future__ import annotations
 
 import shutil
+from contextlib import contextmanager
 
 import pytest
+from django.db import connections
 
 from documents.services.processing import process_document
 from search.migration_models import WORKER_STATES, SpaceMigration
@@ -52,6 +54,14 @@ def tiny_pair(tmp_path_factory, minilm_path):
             build_tiny_model(tmp_path_factory.mktemp("tiny-32"), minilm_path, 32, 48, 2))
 
 
+@pytest.fixture(scope="session")
+def wide_to_small(tmp_path_factory, minilm_path):
+    """The issue's switch, 1024 → 384 dimensions: (source model: 1024 dims, 96 tokens;
+    target model: 384 dims, 48 tokens). The 1024-dim one takes a few seconds to build."""
+    return (build_tiny_model(tmp_path_factory.mktemp("tiny-1024"), minilm_path, 1024, 96, 3),
+            build_tiny_model(tmp_path_factory.mktemp("tiny-384"), minilm_path, 384, 48, 4))
+
+
 SECTIONS = ["Nghỉ phép năm", "Làm việc từ xa", "Bảo hiểm", "Công tác phí", "Đào tạo", "Thiết bị"]
 
 
@@ -63,8 +73,8 @@ def text_for(n: int) -> str:
     return "\n".join(parts)
 
 
-def ready_document(n: int, level: int = 1):
-    doc = f.document(level, text=text_for(n), status="pending", code=f"MIG{n}")
+def ready_document(n: int, level: int = 1, departments=("HR",)):
+    doc = f.document(level, text=text_for(n), status="pending", code=f"MIG{n}", departments=departments)
     assert process_document(doc.pk) == "ready"
     doc.refresh_from_db()
     return doc
@@ -126,3 +136,44 @@ def compared(migration: SpaceMigration, source_mrr: float = 0.5, target_mrr: flo
         "difference": round(target_mrr - source_mrr, 6), "calibration": {"set": set_name, "in_sample": True}})
     migration.refresh_from_db()
     return migration
+# --- on a real worker (tests marked `worker`) -----------------------------------------
+
+# A worker's settings: one chunk a batch, short steps and heartbeats, quick retries.
+ENV = {"PORTAL_MIGRATION_BATCH": 1, "PORTAL_MIGRATION_STEP_SECONDS": 1, "PORTAL_MIGRATION_HEARTBEAT_SECONDS": 1,
+       "PORTAL_TASK_RETRY_MAX_DELAY": 2}
+
+
+@contextmanager
+def document_locked(doc):
+    """Hold the document's row lock on a connection of our own until the block ends: a
+    backfill batch that reaches one of its chunks waits there (it share-locks the
+    document to write), so "during the backfill" is certain, not a race."""
+    conn = connections.create_connection("default")
+    conn.connect()
+    conn.set_autocommit(False)
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM documents_document WHERE id = %s FOR UPDATE", [doc.pk])
+    try:
+        yield
+    finally:
+        conn.rollback()
+        conn.close()
+
+
+def row(migration) -> SpaceMigration:
+    return SpaceMigration.objects.get(pk=migration.pk)
+
+
+def held_before(doc, migration, timeout: float = 120):
+    """Wait until the backfill waits at `doc`: the cursor at the chunk just before it."""
+    from documents.models import Chunk
+    from tests.conftest import wait_until
+
+    before = Chunk.objects.filter(pk__lt=doc.chunks.order_by("pk").first().pk).order_by("-pk").first().pk
+    wait_until(lambda: row(migration).cursor == before, timeout, 0.1,
+               message="the backfill to reach the locked document")
+    return before
+
+
+def every_chunk_in(space) -> bool:
+    return sorted(vector_chunk_ids(space)) == sorted(chunk_ids())

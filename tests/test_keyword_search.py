@@ -261,3 +261,25 @@ def test_suggest_returns_the_accented_form_from_visible_documents_only(django_us
     sql, params = allowed(admin)
     assert ki.suggest("bi mat", sql, params) == "bí mật"
     assert ki.suggest("nghi", sql, params) == "nghĩ"
+
+
+def test_a_document_deleted_between_ranking_and_the_page_is_left_out(monkeypatch):
+    """A document deleted (or re-ingested: its chunks replaced) after the ranking but
+    before the page is built — an upload or a migration's backfill meanwhile — is
+    left out of the page; the search does not fail and the others keep their ranks."""
+    from search.services import results
+
+    gone, changed, kept = (make_doc(f"hợp đồng lao động mẫu số {n}", "phụ lục hợp đồng") for n in range(3))
+    grouped = results._group_by_document
+
+    def then_delete(ranked):
+        groups = grouped(ranked)
+        Document.objects.filter(pk=gone.pk).delete()
+        Chunk.objects.filter(document=changed).delete()
+        return groups
+
+    monkeypatch.setattr(results, "_group_by_document", then_delete)
+    result = results.run_search(AnonymousUser(), "hợp đồng lao động", "keyword")
+    assert [h.document.pk for h in result.hits] == [kept.pk]
+    assert [h.rank for h in result.hits] == [1]
+    assert result.hits[0].snippet

@@ -9,55 +9,22 @@ from __future__ import annotations
 
 import json
 import threading
-from contextlib import contextmanager
 
 import pytest
 from django.db import connections
 
-from documents.models import Chunk, Document
+from documents.models import Document
 from documents.services.processing import process_document
-from search.migration_models import MigrationState as S, MigrationStep, SpaceMigration
+from search.migration_models import MigrationState as S, MigrationStep
 from search.models import ChunkEmbedding, SpaceStatus
 from search.services import space_index, space_migration as sm
 from tests import factories as f
 from tests.conftest import wait_until
-from tests.migration_helpers import (chunk_ids, english, ready_document, text_for, tiny_pair,  # noqa: F401
-                                     vector_chunk_ids, world)
+from tests.migration_helpers import (ENV, chunk_ids, document_locked, english, every_chunk_in,  # noqa: F401
+                                     held_before, ready_document, row, text_for, tiny_pair, vector_chunk_ids,
+                                     world)
 
 pytestmark = [pytest.mark.worker, pytest.mark.django_db(transaction=True)]
-
-ENV = {"PORTAL_MIGRATION_BATCH": 1, "PORTAL_MIGRATION_STEP_SECONDS": 1, "PORTAL_MIGRATION_HEARTBEAT_SECONDS": 1,
-       "PORTAL_TASK_RETRY_MAX_DELAY": 2}
-
-
-@contextmanager
-def document_locked(doc):
-    """Hold the document's row lock on a connection of our own until the block ends."""
-    conn = connections.create_connection("default")
-    conn.connect()
-    conn.set_autocommit(False)
-    with conn.cursor() as cur:
-        cur.execute("SELECT 1 FROM documents_document WHERE id = %s FOR UPDATE", [doc.pk])
-    try:
-        yield
-    finally:
-        conn.rollback()
-        conn.close()
-
-
-def row(migration) -> SpaceMigration:
-    return SpaceMigration.objects.get(pk=migration.pk)
-
-
-def held_before(doc, migration):
-    """Wait until the backfill waits at `doc`: the cursor at the chunk just before it."""
-    before = Chunk.objects.filter(pk__lt=doc.chunks.order_by("pk").first().pk).order_by("-pk").first().pk
-    wait_until(lambda: row(migration).cursor == before, 120, 0.1, message="the backfill to reach the locked document")
-    return before
-
-
-def every_chunk_in(space) -> bool:
-    return sorted(vector_chunk_ids(space)) == sorted(chunk_ids())
 
 
 def test_documents_changed_during_the_backfill_end_up_in_both_spaces(start_worker, world):

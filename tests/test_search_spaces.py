@@ -128,11 +128,15 @@ def test_vector_search_never_returns_hidden_chunks_and_still_fills_k(minilm_spac
     assert {c for c, _ in anon} <= set(corpus["vpn"].chunks.values_list("pk", flat=True))
 
 
-def test_ab_share_is_sticky_per_user(minilm_space, minilm_path):
+def test_ab_share_is_sticky_per_user(minilm_space, minilm_path, django_assert_num_queries):
     candidate = spaces.create_space("candidate", minilm_path, status=SpaceStatus.READY)
     candidate.traffic_share = 0.5
     candidate.save()
     users = [f.user(f"u{i}") for i in range(120)]
+    # The active space and the candidates in one query: a request during a promote
+    # sees the spaces before it or after it, never half of each.
+    with django_assert_num_queries(1):
+        spaces.space_for(users[0])
     first = {u.pk: spaces.space_for(u).pk for u in users}
     assert all(spaces.space_for(u).pk == first[u.pk] for u in users)  # sticky
     share = sum(1 for v in first.values() if v == candidate.pk) / len(users)

@@ -116,12 +116,15 @@ def _materialise(groups, matcher: Snippets, offset: int) -> list[Hit]:
     docs = {d.pk: d for d in Document.objects.filter(pk__in=[d for d, _ in groups]).defer("content")
             .prefetch_related("departments", "tags")}
     hits = []
-    for i, (doc_id, ranked) in enumerate(groups):
+    for doc_id, ranked in groups:
         best_id, score = ranked[0]
-        best = chunks[best_id]
+        if doc_id not in docs or best_id not in chunks:
+            # Deleted or re-ingested since it was ranked (a migration's backfill, an
+            # upload meanwhile): the page shows what is still there, not an error.
+            continue
         more = [chunks[c] for c, _ in ranked[1:1 + MORE_PER_DOCUMENT] if c in chunks]
-        hits.append(Hit(rank=offset + i + 1, score=round(float(score), 6), document=docs[doc_id], chunk=best,
-                        snippet="", more_chunks=more))
+        hits.append(Hit(rank=offset + len(hits) + 1, score=round(float(score), 6), document=docs[doc_id],
+                        chunk=chunks[best_id], snippet="", more_chunks=more))
     _add_snippets(hits, matcher)
     return hits
 

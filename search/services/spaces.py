@@ -7,6 +7,7 @@ import logging
 from pathlib import Path
 
 from django.db import connection, transaction
+from django.db.models import Q
 from django.utils import timezone
 
 from search.models import ChunkEmbedding, EmbeddingSpace, SpaceStatus
@@ -78,33 +79,51 @@ def ab_candidates() -> list[EmbeddingSpace]:
     return list(EmbeddingSpace.objects.filter(status=SpaceStatus.READY, traffic_share__gt=0).order_by("pk"))
 
 
+def routing() -> tuple[EmbeddingSpace | None, list[EmbeddingSpace]]:
+    """(the active space, the A/B candidates) read in ONE query: one snapshot, so a
+    request during a promote or a rollback sees the spaces before it or after it,
+    never the active space of one and the candidates of the other."""
+    rows = list(EmbeddingSpace.objects.filter(Q(status=SpaceStatus.ACTIVE)
+                                              | Q(status=SpaceStatus.READY, traffic_share__gt=0)).order_by("pk"))
+    active = next((s for s in rows if s.status == SpaceStatus.ACTIVE), None)
+    return active, [s for s in rows if s.status == SpaceStatus.READY]
+
+
 def searched_spaces() -> list[EmbeddingSpace]:
     """Spaces users' searches run on: the active one and the A/B candidates."""
-    active = active_space()
-    return ([active] if active else []) + ab_candidates()
+    active, candidates = routing()
+    return ([active] if active else []) + candidates
 
 
 def space_for(user, client_id: str | None = None) -> EmbeddingSpace | None:
     """The active space, or a ready candidate for the users in its A/B share.
     Sticky: the same user (or anonymous visitor, by their cookie id) always
     lands in the same bucket; an anonymous caller without one gets the active space."""
-    active = active_space()
-    candidates = ab_candidates()
+    active, candidates = routing()
     if not candidates:
         return active
-    if getattr(user, "is_authenticated", False):
-        identity = f"user:{user.pk}"
-    elif client_id:
-        identity = f"client:{client_id}"
-    else:
+    bucket = ab_bucket(user, client_id)
+    if bucket is None:
         return active
-    bucket = int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
     edge = 0.0
     for candidate in candidates:
         edge += candidate.traffic_share
         if bucket < edge:
             return candidate
     return active
+
+
+def ab_bucket(user, client_id: str | None = None) -> float | None:
+    """A user's (or anonymous visitor's, by their cookie id) sticky place in [0, 1] for
+    the A/B test: the candidates' shares are laid end to end from 0, in pk order, and
+    a place below their sum lands in one of them. None: no identity, the active space."""
+    if getattr(user, "is_authenticated", False):
+        identity = f"user:{user.pk}"
+    elif client_id:
+        identity = f"client:{client_id}"
+    else:
+        return None
+    return int(hashlib.sha256(identity.encode()).hexdigest()[:8], 16) / 0xFFFFFFFF
 
 
 def activate(space: EmbeddingSpace) -> EmbeddingSpace:
