@@ -104,4 +104,6 @@ def chunk_ids() -> set[int]:
 
 
 def vector_chunk_ids(space: EmbeddingSpace) -> list[int]:
-    return list(space.embeddings.values_list("chunk_id", flat=True))
+    """Chunks with vectors in `space`, once each (a chunk longer than the space's model
+    reads has several token windows, search.services.windows; each has a window 0)."""
+    return list(space.embeddings.filter(window=0).values_list("chunk_id", flat=True))
