@@ -33,7 +33,7 @@ def counter():
     return token_counter(str(default_model_path()))
 
 
-@hsettings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@hsettings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(text=text, budget=st.integers(8, 80), overlap=st.integers(0, 40))
 def test_windows_cover_the_text_and_each_fits_the_budget(counter, text, budget, overlap):
     spans = window_spans(text, counter, budget, overlap)
@@ -272,3 +272,18 @@ def test_the_migration_backfill_and_dual_write_write_every_window(tiny_pair, set
     embedding.embed_document(target, late.pk)
     for c in late.chunks.all():
         assert rows.filter(chunk=c).count() == len(chunk_windows(target, c.text, c.heading_path))
+
+
+def test_asking_whether_a_space_has_windows_reads_the_small_partial_index(two_spaces):
+    from django.db import connection, transaction
+
+    from search.services.retrieval import has_windows
+
+    active, small, _ = two_spaces
+    assert has_windows(small) and not has_windows(active)
+    with transaction.atomic(), connection.cursor() as cur:
+        cur.execute("SET LOCAL enable_seqscan = off")
+        cur.execute('EXPLAIN SELECT EXISTS (SELECT 1 FROM search_chunkembedding WHERE space_id = %s '
+                    'AND "window" > 0)', [small.pk])
+        plan = "\n".join(row[0] for row in cur.fetchall())
+    assert "search_embedding_windowed" in plan, plan

@@ -31,8 +31,10 @@ def window_spans(text: str, counter: TokenCounter, budget: int, overlap: int = O
     overlap = max(0, min(overlap, budget // 4))
     windows: list[tuple[int, int]] = []
     first = 0
+    last = 0
     while True:
-        last = _window_end(text, spans, starts_word, counter, first, budget)
+        # each window ends past the previous one's end (else it would add nothing)
+        last = _window_end(text, spans, starts_word, counter, first, budget, floor=last + 1)
         begin = 0 if first == 0 else spans[first][0]
         end = len(text) if last == n else spans[last - 1][1]
         windows.append((begin, end))
@@ -45,19 +47,22 @@ def window_spans(text: str, counter: TokenCounter, budget: int, overlap: int = O
         first = nxt
 
 
-def _window_end(text, spans, starts_word, counter, first: int, budget: int) -> int:
+def _window_end(text, spans, starts_word, counter, first: int, budget: int, floor: int) -> int:
     """One past the last token of the longest window from token `first` that fits
-    `budget` (counted again on the text itself: a cut may tokenize differently)."""
+    `budget` (counted again on the text itself: a cut may tokenize differently),
+    and ends at token `floor` or later (the overlap is at most a quarter of the
+    budget, so that much always fits)."""
     n = len(spans)
-    last = min(n, first + budget)
+    floor = max(floor, first + 1)
+    last = max(floor, min(n, first + budget))
     while True:
         if last < n:  # end before a word start when one is in reach
             cut = last
-            while cut > first + 1 and not starts_word[cut]:
+            while cut > floor and not starts_word[cut]:
                 cut -= 1
             last = cut if starts_word[cut] else last
         end = len(text) if last == n else spans[last - 1][1]
-        if last == first + 1 or counter.count(text[spans[first][0]:end]) <= budget:
+        if last <= floor or counter.count(text[spans[first][0]:end]) <= budget:
             return last
         last -= 1
 
