@@ -39,9 +39,10 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
         text = (obj.model_card or {}).get("warning")
         return format_html('<strong style="color:#b42318">{}</strong>', text) if text else ""
 
-    @admin.display(description=_("vectors"))
+    @admin.display(description=_("embedded chunks"))
     def vectors(self, obj):
-        return obj.embeddings.count()
+        # chunks, not vector rows: a chunk longer than the model reads has several windows
+        return obj.embeddings.filter(window=0).count()
 
     @admin.action(description=_("Activate (promote atomically)"))
     def activate(self, request, queryset):

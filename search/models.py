@@ -90,12 +90,16 @@ class EmbeddingSpace(models.Model):
 class ChunkEmbedding(models.Model):
     """Vectors of every space in ONE table; the column is untyped so spaces of
     different dimensions live side by side, each with its own partial HNSW
-    index over `embedding::vector(D)`."""
+    index over `embedding::vector(D)`. A chunk longer than the space's model
+    reads has one row per token window (search.services.windows); all of a
+    chunk's windows are written in one transaction."""
 
     chunk = models.ForeignKey(Chunk, on_delete=models.CASCADE, related_name="embeddings")
     space = models.ForeignKey(EmbeddingSpace, on_delete=models.CASCADE, related_name="embeddings")
     document = models.ForeignKey(Document, on_delete=models.CASCADE, related_name="+",
                                  help_text="denormalised from the chunk: the access filter joins it directly")
+    # 0 for the first (usually only) window; "window" is a reserved word in SQL: quote it.
+    window = models.PositiveSmallIntegerField(default=0, db_default=0)
     embedding = VectorField()
     # The document's access key, copied onto every vector row so the HNSW scan can
     # apply the access rule without a join per row (documents.selectors.access_key_condition).
@@ -106,7 +110,10 @@ class ChunkEmbedding(models.Model):
     doc_department_ids = ArrayField(models.BigIntegerField(), default=list, editable=False)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["space", "chunk"], name="one_vector_per_chunk_and_space")]
+        constraints = [models.UniqueConstraint(fields=["space", "chunk", "window"],
+                                               name="one_vector_per_chunk_window_and_space")]
+        # Tiny when no chunk needs windows: lets a search ask cheaply whether its space has any.
+        indexes = [models.Index(fields=["space"], condition=Q(window__gt=0), name="search_embedding_windowed")]
 
 
 class KeywordTerm(models.Model):

@@ -114,7 +114,9 @@ def chunk_ids() -> set[int]:
 
 
 def vector_chunk_ids(space: EmbeddingSpace) -> list[int]:
-    return list(space.embeddings.values_list("chunk_id", flat=True))
+    """Chunks with vectors in `space`, once each (a chunk longer than the space's model
+    reads has several token windows, search.services.windows; each has a window 0)."""
+    return list(space.embeddings.filter(window=0).values_list("chunk_id", flat=True))
 
 
 def compared(migration: SpaceMigration, source_mrr: float = 0.5, target_mrr: float = 0.5,
@@ -136,6 +138,8 @@ def compared(migration: SpaceMigration, source_mrr: float = 0.5, target_mrr: flo
         "difference": round(target_mrr - source_mrr, 6), "calibration": {"set": set_name, "in_sample": True}})
     migration.refresh_from_db()
     return migration
+
+
 # --- on a real worker (tests marked `worker`) -----------------------------------------
 
 # A worker's settings: one chunk a batch, short steps and heartbeats, quick retries.

@@ -36,29 +36,76 @@ class TokenCounter:
             return len(self._backend.encode(text, add_special_tokens=False).ids)
         return len(self._tokenizer(text, add_special_tokens=False, truncation=False)["input_ids"])
 
+    def room(self) -> int:
+        """Tokens of passage text the model reads whole: its max sequence length
+        minus special tokens and the passage prefix."""
+        return max(8, self.max_seq_length - self._specials - self.count(self.passage_prefix))
+
     def budget(self, wanted: int) -> int:
-        """Largest chunk (in tokens) the model reads whole: its max sequence length
-        minus special tokens and the passage prefix; at most `wanted`."""
-        room = self.max_seq_length - self._specials - self.count(self.passage_prefix)
-        return max(8, min(wanted, room))
+        """Largest chunk (in tokens) the model reads whole; at most `wanted`."""
+        return max(8, min(wanted, self.room()))
+
+    def token_spans(self, text: str) -> list[tuple[int, int]]:
+        """(start, end) character offsets in `text` of each of its tokens (as count())."""
+        if self._backend is not None:
+            return [tuple(span) for span in self._backend.encode(text, add_special_tokens=False).offsets]
+        encoded = self._tokenizer(text, add_special_tokens=False, truncation=False, return_offsets_mapping=True)
+        return [tuple(span) for span in encoded["offset_mapping"]]
 
     @property
     def _specials(self) -> int:
         return len(self._tokenizer("", add_special_tokens=True)["input_ids"])
 
 
+# sentence-transformers reads a Transformer module's settings from the first of these it finds.
+ST_CONFIG_FILES = ("sentence_bert_config.json", "sentence_roberta_config.json", "sentence_distilbert_config.json",
+                   "sentence_camembert_config.json", "sentence_albert_config.json",
+                   "sentence_xlm-roberta_config.json", "sentence_xlnet_config.json")
+UNLIMITED = 10**12  # a tokenizer without a model_max_length reports about 1e30
+
+
+def transformer_folder(model_path: Path) -> Path:
+    """The folder of the model's Transformer module (modules.json; usually the model folder itself)."""
+    modules = model_path / "modules.json"
+    if modules.exists():
+        for module in json.loads(modules.read_text()):
+            if module.get("type", "").endswith("Transformer"):
+                return model_path / module.get("path", "")
+    return model_path
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_max_seq_length(model_path: Path) -> int:
+    """The tokens the model reads, resolved as sentence-transformers resolves it
+    (sentence_transformers/base/modules/transformer.py, 6.x): the module config's
+    processor (tokenizer) model_max_length, else its max_seq_length; else the
+    tokenizer's model_max_length capped at config.json's max_position_embeddings.
+    A model saved by sentence-transformers 6 keeps it only in tokenizer_config.json."""
+    folder = transformer_folder(model_path)
+    st_config = next((_json(folder / name) for name in ST_CONFIG_FILES if (folder / name).exists()), {})
+    kwargs = st_config.get("processor_kwargs") or st_config.get("tokenizer_args") or {}
+    if kwargs.get("model_max_length"):
+        return int(kwargs["model_max_length"])
+    if st_config.get("max_seq_length"):
+        return int(st_config["max_seq_length"])
+    limit = _json(folder / "tokenizer_config.json").get("model_max_length") or UNLIMITED
+    positions = _json(folder / "config.json").get("max_position_embeddings")
+    if positions and positions > 0:
+        limit = min(limit, positions)
+    return int(limit) if limit < UNLIMITED else 512
+
+
 def read_model_limits(model_path: Path) -> tuple[int, str]:
     """(max_seq_length, passage prefix) from a sentence-transformers folder."""
-    max_len = 512
-    st_config = model_path / "sentence_bert_config.json"
-    if st_config.exists():
-        max_len = json.loads(st_config.read_text()).get("max_seq_length") or max_len
     prefix = ""
     prompts_file = model_path / "config_sentence_transformers.json"
     if prompts_file.exists():
         prompts = json.loads(prompts_file.read_text()).get("prompts") or {}
         prefix = prompts.get("document") or prompts.get("passage") or ""
-    return int(max_len), prefix
+    return read_max_seq_length(model_path), prefix
 
 
 @lru_cache(maxsize=8)
@@ -69,7 +116,7 @@ def token_counter(model_path: str) -> TokenCounter:
     from transformers import AutoTokenizer
 
     path = Path(model_path)
-    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    tokenizer = AutoTokenizer.from_pretrained(str(transformer_folder(path)), local_files_only=True)
     tokenizer.model_max_length = 10**9  # we count long texts; silence the length warning
     max_len, prefix = read_model_limits(path)
     return TokenCounter(str(path), max_len, prefix, tokenizer, _backend_of(tokenizer))

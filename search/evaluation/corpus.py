@@ -223,10 +223,13 @@ def prepare_space(model_path: str, name: str = "benchmark", progress=None, *, pa
 
     from search.models import ChunkEmbedding
     from search.services import embedding, spaces
+    from search.services.windows import needs_windows
 
     space = spaces.create_space(name, model_path)
     cache = vector_cache_path(model_path, passages) if passages is not None else None
     started = time.perf_counter()
+    if cache is not None and (chunk_ids is None or needs_windows(space, chunk_ids)):
+        cache = None  # one vector per chunk would be the truncated one (a cache older than windows)
     if cache is not None and cache.exists():
         vectors = np.load(cache)
         from documents.models import Chunk

@@ -100,8 +100,9 @@ def _similarities(space: EmbeddingSpace, query: str, chunk_ids: list[int]) -> li
     dim = int(space.dimension)
     qvec = vector_literal(encoders.encode_query(space, query))
     with connection.cursor() as cur:
-        cur.execute(f"SELECT 1 - (embedding::vector({dim}) <=> %s::vector({dim})) FROM search_chunkembedding "
-                    f"WHERE space_id = %s AND chunk_id = ANY(%s)", [qvec, space.pk, chunk_ids])
+        # a chunk's similarity is its best window's (as search ranks it: retrieval.vector_candidates)
+        cur.execute(f"SELECT max(1 - (embedding::vector({dim}) <=> %s::vector({dim}))) FROM search_chunkembedding "
+                    f"WHERE space_id = %s AND chunk_id = ANY(%s) GROUP BY chunk_id", [qvec, space.pk, chunk_ids])
         return [float(s) for (s,) in cur.fetchall()]
 
 

@@ -22,11 +22,9 @@ import time
 from django.conf import settings
 from django.db import connection, transaction
 
-from documents.services.chunking import embedding_text
 from search.migration_models import MigrationState, SpaceMigration
 from search.models import ChunkEmbedding, EmbeddingSpace
-from search.services import encoders
-from search.services.embedding import vector_literal
+from search.services.embedding import Encoded, encode_chunks, write_vectors
 from search.services.space_migration import TakenOver, _chunks_to_embed
 
 log = logging.getLogger(__name__)
@@ -47,19 +45,16 @@ def remaining(space: EmbeddingSpace, cursor: int) -> int:
     return _chunks_to_embed(space).filter(pk__gt=cursor).count()
 
 
-def encode(space: EmbeddingSpace, chunks: list):
-    vectors = encoders.encode_passages(space, [embedding_text(c.text, c.heading_path) for c in chunks])
-    if len(chunks) and vectors.shape[1] != space.dimension:
-        raise ValueError(f"model produced {vectors.shape[1]} dims, space {space.name} expects {space.dimension}")
-    return vectors
+def encode(space: EmbeddingSpace, chunks: list) -> Encoded:
+    """Every window of every chunk (only what fits the target's model)."""
+    return encode_chunks(space, chunks)
 
 
 def write_batch(migration_id: int, token: str, space: EmbeddingSpace, cursor: int, batch: list, encoded: list,
-                vectors, *, total: int | None, rate: float | None) -> dict:
+                vectors: Encoded | None, *, total: int | None, rate: float | None) -> dict:
     """Write one batch's vectors and move the cursor past it, in one transaction.
     Refuses (nothing written) when the step was superseded, a cancel was requested,
     or the cursor is not where this step left it."""
-    dim = int(space.dimension)
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SELECT step_token, cancel_requested, state, cursor, done_chunks, embedded_chunks, total_chunks "
                     "FROM search_spacemigration WHERE id = %s FOR UPDATE", [migration_id])
@@ -77,13 +72,8 @@ def write_batch(migration_id: int, token: str, space: EmbeddingSpace, cursor: in
             cur.execute("SELECT id FROM documents_chunk WHERE id = ANY(%s) ORDER BY id FOR KEY SHARE",
                         [[c.pk for c in encoded]])
             live = {row[0] for row in cur.fetchall()}
-            rows = [(space.pk, c.pk, c.document_id, vector_literal(v)) for c, v in zip(encoded, vectors)
-                    if c.pk in live]
-            if rows:
-                cur.executemany(
-                    "INSERT INTO search_chunkembedding (space_id, chunk_id, document_id, embedding) "
-                    f"VALUES (%s, %s, %s, %s::vector({dim})) ON CONFLICT (space_id, chunk_id) DO NOTHING", rows)
-                written = len(rows)
+            # DO NOTHING for a chunk the dual-write path embedded meanwhile
+            written = write_vectors(space, vectors.of(live), replace=False)
         new_cursor = batch[-1].pk
         done += len(batch)
         total = max(done, total if total is not None else row_total)
@@ -110,7 +100,7 @@ def run_batches(migration: SpaceMigration, token: str, check, *, deadline: float
         have = set(ChunkEmbedding.objects.filter(space=space, chunk_id__in=[c.pk for c in batch])
                    .values_list("chunk_id", flat=True))
         encoded = [c for c in batch if c.pk not in have]
-        vectors = encode(space, encoded) if encoded else []
+        vectors = encode(space, encoded) if encoded else None
         check()
         passed += len(batch)
         elapsed = time.monotonic() - started
@@ -134,8 +124,6 @@ def missing_chunks(space: EmbeddingSpace):
 
 def catch_up(migration: SpaceMigration, token: str, check) -> int:
     """Embed every chunk still missing in the target; returns how many were written."""
-    from search.services.embedding import write_vectors
-
     space = EmbeddingSpace.objects.get(pk=migration.target_id)
     written = 0
     while True:
@@ -151,7 +139,7 @@ def catch_up(migration: SpaceMigration, token: str, check) -> int:
             if row.cancel_requested:
                 raise Cancelled()
             live = set(type(batch[0]).objects.filter(pk__in=[c.pk for c in batch]).values_list("pk", flat=True))
-            write_vectors(space, [(c.pk, c.document_id, v) for c, v in zip(batch, vectors) if c.pk in live])
+            write_vectors(space, vectors.of(live))
             SpaceMigration.objects.filter(pk=migration.pk).update(embedded_chunks=row.embedded_chunks + len(live))
         written += len(live)
         if not live:  # every one of them was deleted meanwhile; look again

@@ -69,6 +69,18 @@ _PREFER_INDEX_SCAN = "SET LOCAL enable_seqscan = off; SET LOCAL enable_bitmapsca
 _RESET_SEARCH_SETTINGS = ("RESET enable_seqscan; RESET enable_bitmapscan; RESET enable_sort; "
                           "RESET hnsw.iterative_scan; RESET hnsw.ef_search")
 HNSW_MAX_EF_SEARCH = 1000  # pgvector refuses more; iterative scan still returns more rows
+# A space with windowed chunks (search.services.windows) has several rows per chunk:
+# the scan reads this many times `limit` rows, grouped to the best window per chunk.
+WINDOW_FETCH = 3
+
+
+def has_windows(space: EmbeddingSpace) -> bool:
+    """Whether some chunk has more than one vector row in the space (a partial index
+    over windows after the first answers at once; it is empty in the usual case)."""
+    with connection.cursor() as cur:
+        cur.execute('SELECT EXISTS (SELECT 1 FROM search_chunkembedding WHERE space_id = %s AND "window" > 0)',
+                    [space.pk])
+        return bool(cur.fetchone()[0])
 
 
 def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, limit: int,
@@ -80,9 +92,14 @@ def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, lim
     filter still fills `limit`; the rows it returns are then checked against the
     access function's SQL. When the scan comes back short (a filter so selective
     that hnsw.max_scan_tuples ran out, or fewer visible rows than `limit`), the
-    allowed rows are searched exactly instead."""
+    allowed rows are searched exactly instead.
+
+    One result per chunk, with the similarity of its best window: in a space with
+    windowed chunks the scan reads WINDOW_FETCH times as many rows and keeps each
+    chunk's nearest."""
     qvec = vector_literal(encoders.encode_query(space, query) if query_vector is None else query_vector)
     dim, space_id = int(space.dimension), int(space.pk)
+    fetch = int(limit) * (WINDOW_FETCH if has_windows(space) else 1)
     distance = f"ce.embedding::vector({dim}) <=> %s::vector({dim})"
     # Literals, not parameters, for the space id and dimension: the partial index
     # predicate and expression must be visible to the planner in every plan.
@@ -92,16 +109,17 @@ def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, lim
             FROM search_chunkembedding ce
             WHERE ce.space_id = {space_id} AND {scope.prefilter_sql}
             ORDER BY {distance}
-            LIMIT {int(limit)}
+            LIMIT {fetch}
         )
-        SELECT n.chunk_id, n.distance FROM nearest n
-        WHERE n.document_id IN ({scope.allowed_sql}) ORDER BY n.distance"""
-    # "+ 0": an ORDER BY the HNSW index cannot serve, so this plan is exact.
+        SELECT n.chunk_id, min(n.distance) AS distance FROM nearest n
+        WHERE n.document_id IN ({scope.allowed_sql})
+        GROUP BY n.chunk_id ORDER BY distance, n.chunk_id LIMIT {int(limit)}"""
+    # An aggregate the HNSW index cannot serve, so this plan is exact (every window).
     exact = f"""
-        SELECT ce.chunk_id, {distance} AS distance FROM search_chunkembedding ce
+        SELECT ce.chunk_id, min({distance}) AS distance FROM search_chunkembedding ce
         WHERE ce.space_id = {space_id} AND ce.document_id IN ({scope.allowed_sql})
-        ORDER BY ({distance}) + 0 LIMIT {int(limit)}"""
-    ef_search = min(HNSW_MAX_EF_SEARCH, max(settings.SEARCH_EF_SEARCH, int(limit)))
+        GROUP BY ce.chunk_id ORDER BY distance, ce.chunk_id LIMIT {int(limit)}"""
+    ef_search = min(HNSW_MAX_EF_SEARCH, max(settings.SEARCH_EF_SEARCH, fetch))
     with transaction.atomic(), connection.cursor() as cur:
         cur.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
         cur.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
@@ -115,7 +133,7 @@ def vector_candidates(space: EmbeddingSpace, query: str, scope: SearchScope, lim
         # for the caller's next queries.
         cur.execute(_RESET_SEARCH_SETTINGS)
         if len(rows) < limit:
-            cur.execute(exact, [qvec, *scope.params, qvec])
+            cur.execute(exact, [qvec, *scope.params])
             rows = cur.fetchall()
         return [(chunk_id, 1.0 - float(d)) for chunk_id, d in rows]
 

@@ -37,7 +37,7 @@ class Command(BaseCommand):
     def do_list(self, **opts):
         for s in EmbeddingSpace.objects.order_by("pk"):
             self.stdout.write(f"{s.name:24} {s.status:9} {s.dimension:5}d max {s.max_seq_length:4} "
-                              f"share {s.traffic_share:.2f} vectors {s.embeddings.count():7}  {s.model_path}")
+                              f"share {s.traffic_share:.2f} chunks {s.embeddings.filter(window=0).count():7}  {s.model_path}")
 
     def do_create(self, name, model_path, activate, backfill, **opts):
         try:
