@@ -30,7 +30,7 @@ Measured (one client, warm: every query set runs once before timing):
 - keyword: keyword_index.keyword_search(limit=10);
 - hybrid: retrieval.ranked_chunks(mode=hybrid, depth=--hybrid-depth) — both
   candidate lists + fusion, query vector precomputed;
-- api: retrieval.search(user, q, "hybrid") end to end with real encoding
+- api: results.run_search(user, q, "hybrid") end to end with real encoding
   (grouping, snippets, suggestion, facets);
 - http: POST /api/v1/search through django.test.Client (adds DRF + the search log).
 recall@10 of vector mode against exact cosine top-10 in numpy over the same

@@ -127,3 +127,25 @@ def embedding_copy_block(vectors: np.ndarray, start: int, space_id: int) -> byte
     rows["dim"] = dim
     rows["vec"] = vectors
     return rows.tobytes()
+
+
+def distinct_texts(n: int, seed: int, sentences_per_chunk: tuple[int, int] = (3, 9)) -> list[str]:
+    """N chunk texts, all different: 3–9 real vicov19qa sentences recombined at
+    random (seeded), so term statistics and lengths look like real text and no
+    text is repeated (a repeated text would let a cache or a tie flatter a figure)."""
+    import random
+    import re
+
+    passages, questions = load_vicov()
+    sentences = list(dict.fromkeys(s.strip() for p in passages + questions
+                                   for s in re.split(r"(?<=[.!?])\s+", p) if len(s.split()) >= 3))
+    rng = random.Random(seed)
+    seen: set[str] = set()
+    out: list[str] = []
+    lo, hi = sentences_per_chunk
+    while len(out) < n:
+        text = " ".join(rng.sample(sentences, rng.randint(lo, hi)))
+        if text not in seen:
+            seen.add(text)
+            out.append(text)
+    return out

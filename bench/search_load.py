@@ -130,14 +130,14 @@ def load(n: int, texts: list[str], vectors: np.ndarray, access: np.ndarray, depa
         t = time.perf_counter()
         cols = ("id, code, title, document_type, access_level, language, source_file, original_filename, "
                 "file_size, checksum, status, progress, status_message, error, content, attempts, version, "
-                "created_at, updated_at, processed_at")
+                "created_at, updated_at, processed_at, holder, title_source")
         with cur.copy(f"COPY documents_document ({cols}) FROM STDIN") as copy:
             for i in range(n_docs):
                 doc_id = i + 1
                 code = f"BENCH_{doc_id:07d}"
                 copy.write_row((doc_id, code, f"Tài liệu thử nghiệm {doc_id}", "policy", int(access[i]), "vi",
                                 f"bench/{code}.txt", f"{code}.txt", 0, hashlib.sha256(code.encode()).hexdigest(),
-                                "ready", 100, "", "", "", 1, "1.0", now, now, now))
+                                "ready", 100, "", "", "", 1, "1.0", now, now, now, "", "uploader"))
         with cur.copy("COPY documents_document_departments (document_id, department_id) FROM STDIN") as copy:
             for i in range(n_docs):
                 copy.write_row((i + 1, dept_ids[int(department[i])]))

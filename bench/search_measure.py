@@ -270,11 +270,11 @@ def end_to_end_latency(scen: dict, questions: list[str], latency: dict) -> None:
     from django.db import connection
     from django.test import Client
 
-    from search.services import retrieval
+    from search.services.results import run_search
 
     for name in ("all", "dept"):
         sc = scen[name]
-        api = lambda q, s=sc: retrieval.search(s["user"], q, "hybrid", s["filters"])  # noqa: E731
+        api = lambda q, s=sc: run_search(s["user"], q, "hybrid", s["filters"])  # noqa: E731
         time_each(api, questions)
         times, results = time_each(api, questions)
         latency[f"api search()/{name}"] = pct(times)
