@@ -3,7 +3,7 @@ throughput against the raw encode throughput of the same model, search latency
 during the backfill against before it, storage before and after retiring the
 old space.
 
-    .venv/bin/python bench/migration.py --chunks 100000 [--queries 100]
+    .venv/bin/python bench/migration.py --chunks 100000 [--queries 100] [--encode-threads T]
         [--target-model PATH] [--source-dim 1024] [--database bench_migration] [--drop]
 
 Works in its own database on the embedded server (default `bench_migration`),
@@ -145,9 +145,10 @@ def search_pass(user, questions: list[str]) -> list[float]:
     return times
 
 
-def start_worker(database: str) -> subprocess.Popen:
+def start_worker(database: str, encode_threads: int) -> subprocess.Popen:
     env = {**os.environ, "PORTAL_DATABASE_NAME": database, "PORTAL_TASK_QUEUE": QUEUE,
-           "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_LOG_LEVEL": "WARNING"}
+           "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_LOG_LEVEL": "WARNING",
+           "PORTAL_MIGRATION_ENCODE_THREADS": str(encode_threads)}
     log_file = open(OUT_DIR / "migration-worker.log", "w")
     return subprocess.Popen([str(ROOT / ".venv/bin/celery"), "-A", "portal", "worker", "-n", "bench-embed@%h",
                              "-Q", f"{QUEUE}.embed,{QUEUE}", "--concurrency", "1", "-l", "warning"],
@@ -252,6 +253,8 @@ def main() -> None:
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--drop", action="store_true", help="drop the bench database at the end")
     parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--encode-threads", type=int, default=0,
+                        help="the worker's PORTAL_MIGRATION_ENCODE_THREADS (0: all cores)")
     args = parser.parse_args()
     n = args.chunks
     if args.database in ("portal", "test_portal", "postgres"):
@@ -278,7 +281,7 @@ def main() -> None:
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     vectors = data.grow(base, n, args.seed)
     access, department = data.document_attributes(math.ceil(n / data.CHUNKS_PER_DOCUMENT), args.seed)
-    summary: dict = {"chunks": n, "database": args.database}
+    summary: dict = {"chunks": n, "database": args.database, "encode_threads": args.encode_threads}
     summary["load"] = dbload.load(n, texts, vectors, access, department, source)
     summary["source_index_build"] = dbload.build_index(source, "1GB")
     summary["keyword_build"] = dbload.build_keyword(n, None)
@@ -298,7 +301,7 @@ def main() -> None:
     before_times = search_pass(member, queries)
     log(f"search before: {pct(before_times)}")
 
-    worker = start_worker(args.database)
+    worker = start_worker(args.database, args.encode_threads)
     try:
         during, migration = migrate_while_searching(target, member, queries, args.timeout)
     finally:
@@ -333,9 +336,10 @@ def main() -> None:
     lat["p95_ratio_backfilling"] = round(ratio, 2)
     summary["targets"] = {"backfill ≥ 85% of raw encode": summary["throughput"]["backfill_vs_raw"] >= 0.85,
                           "search p95 during backfill ≤ 1.5× before": ratio <= 1.5}
-    path = _record.save(f"migration-{n}", summary, run)
-    plot(summary, OUT_DIR / f"migration-{n}.png")
-    log(f"wrote {path} and {OUT_DIR / f'migration-{n}.png'}")
+    name = f"migration-{n}" + (f"-threads-{args.encode_threads}" if args.encode_threads else "")
+    path = _record.save(name, summary, run)
+    plot(summary, OUT_DIR / f"{name}.png")
+    log(f"wrote {path} and {OUT_DIR / f'{name}.png'}")
     print(json.dumps(summary, indent=2, ensure_ascii=False, default=str))
     if args.drop:
         dbload.drop_database(args.database)

@@ -246,6 +246,10 @@ MIGRATION_SOAK_HOURS = env.env_float(
 MIGRATION_RETIRE_BATCH = env.env_int(
     "PORTAL_MIGRATION_RETIRE_BATCH", 5000,
     "Vector rows a retirement deletes in one transaction (short locks; search and ingestion go on).", minimum=1)
+MIGRATION_ENCODE_THREADS = env.env_int(
+    "PORTAL_MIGRATION_ENCODE_THREADS", 0,
+    "Torch threads a migration's backfill encodes with (0: all cores). Fewer leaves cores to the searches "
+    "served by the same machine while a backfill runs, at the cost of a slower backfill.", minimum=0)
 MIGRATION_INDEX_MEMORY = env.env_str(
     "PORTAL_MIGRATION_INDEX_MEMORY", "256MB",
     "maintenance_work_mem of the session that builds a target space's HNSW index (a graph that fits is built "

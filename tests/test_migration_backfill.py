@@ -49,6 +49,23 @@ def test_the_backfill_embeds_every_chunk_once_then_builds_the_index(world):
     assert ChunkEmbedding.objects.filter(space=source).count() == len(vectors), "the source is untouched"
 
 
+def test_the_backfill_encodes_with_the_configured_threads_and_gives_them_back(world, settings, monkeypatch):
+    import torch
+
+    source, target, _ = world
+    settings.MIGRATION_ENCODE_THREADS = 1
+    before = 2
+    torch.set_num_threads(before)
+    seen = []
+    encode = migration_backfill.encode
+    monkeypatch.setattr(migration_backfill, "encode",
+                        lambda space, chunks: seen.append(torch.get_num_threads()) or encode(space, chunks))
+    migration = drive(sm.start(target, by="tester"))
+    assert migration.state == S.EVALUATING, migration.error
+    assert seen and set(seen) == {1}, "a core is left to the searches while the backfill encodes"
+    assert torch.get_num_threads() == before, "the worker's other work gets its threads back"
+
+
 class Killed(BaseException):
     """The worker process dies (not an error the step could catch)."""
 

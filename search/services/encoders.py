@@ -4,6 +4,7 @@ request or per task. Query encoding in web processes uses one torch thread
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -97,3 +98,18 @@ def use_query_threads(n: int) -> None:
     import torch
 
     torch.set_num_threads(max(1, n))
+
+
+@contextmanager
+def encode_threads(n: int):
+    """Torch's threads for the block (0: leave as is), restored after: a bulk backfill
+    can leave a core to the searches of the same machine (PORTAL_MIGRATION_ENCODE_THREADS)."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n > 0:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

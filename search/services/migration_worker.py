@@ -29,7 +29,7 @@ from portal.advisory import MIGRATION, SessionLock
 from portal.tasking import is_transient
 from search.migration_models import OPEN_STATES, WORKER_STATES, MigrationState as S, MigrationStep, SpaceMigration
 from search.models import EmbeddingSpace
-from search.services import migration_backfill as backfill, space_index, space_migration as sm
+from search.services import encoders, migration_backfill as backfill, space_index, space_migration as sm
 from search.services.migration_backfill import Cancelled
 from search.services.space_migration import TakenOver
 
@@ -165,7 +165,9 @@ def _work(migration: SpaceMigration, token: str, beat: StepHeartbeat) -> tuple[s
             sm.transition(migration, S.BACKFILLING, None, step=MigrationStep.BACKFILLING, token=token)
         if migration.state == S.BACKFILLING:
             deadline = time.monotonic() + settings.MIGRATION_STEP_SECONDS
-            if backfill.run_batches(migration, token, beat.check, deadline=deadline):
+            with encoders.encode_threads(settings.MIGRATION_ENCODE_THREADS):
+                more = backfill.run_batches(migration, token, beat.check, deadline=deadline)
+            if more:
                 return "continues", True
             sm.record(migration, MigrationStep.CATCHING_UP)
             caught = backfill.catch_up(migration, token, beat.check)
