@@ -159,10 +159,12 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
         if not c:
             return gettext("Not compared yet: use the action “Compare the two spaces”.")
         head = format_html("<p>{}</p>", gettext("On %(set)s (hybrid): %(status)s, requested by %(by)s at %(at)s.")
-                           % {"set": c.get("set"), "status": c.get("status"), "by": c.get("requested_by"),
+                           % {"set": c.get("set"), "status": migration_gate.label(c.get("status")),
+                              "by": c.get("requested_by"),
                               "at": c.get("requested_at")})
         if c.get("status") != migration_gate.DONE:
-            extra = c.get("error") or " ".join(x for x in (c.get("phase"), c.get("progress")) if x)
+            extra = c.get("error") or " ".join(
+                x for x in (migration_gate.label(c.get("phase")), c.get("progress")) if x)
             return format_html("{}<p>{}</p>", head, extra)
         spaces = c["spaces"]
         names = [k for k in migration_gate.SHOWN_METRICS if k in spaces["source"]["metrics"]]
@@ -202,7 +204,8 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
                 return "—"
             return gettext("Not retired. The soak period ends at %(at)s.") % {"at": ends.strftime("%Y-%m-%d %H:%M")}
         lines = [gettext("%(status)s — requested by %(by)s at %(at)s; %(rows)s vector rows deleted.")
-                 % {"status": r.get("status"), "by": r.get("requested_by"), "at": r.get("requested_at"),
+                 % {"status": migration_gate.label(r.get("status")), "by": r.get("requested_by"),
+                    "at": r.get("requested_at"),
                     "rows": r.get("deleted_rows", 0)}]
         if r.get("forced"):
             lines.append(gettext("Forced before the soak period ended: %(reason)s") % {"reason": r.get("reason")})

@@ -78,6 +78,42 @@ def test_compare_calibrates_the_target_and_scores_both_spaces(evaluating, small_
     assert migration.source.similarity_floor is None, "the serving source is left as it is"
 
 
+def test_an_uncalibrated_source_is_scored_calibrated_like_the_target_without_touching_it(evaluating, small_set):
+    """A freshly calibrated target against a source on default settings would credit the
+    calibration to the model: the source is calibrated on the same set for the comparison
+    only, and the stored settings it serves with stay as they are."""
+    migration = evaluating
+    source = migration.source
+    served = (source.similarity_floor, source.fusion, source.vector_weight, source.rrf_k)
+    migration_gate.request_compare(migration, "mig-small", by="tester", queue=False)
+    assert migration_gate.run_compare(migration.pk, migration.comparison["token"]) == "done"
+    migration.refresh_from_db()
+    c = migration.comparison
+    used = c["source_calibration"]
+    assert used["as_served"] is False and used["set"] == c["calibration"]["set"] == "mig-small"
+    assert used["settings"]["similarity_floor"] is not None, "the source was scored with calibrated floors"
+    run = EvaluationRun.objects.get(pk=c["spaces"]["source"]["run"])
+    assert run.space_id == source.pk
+    source.refresh_from_db()
+    assert (source.similarity_floor, source.fusion, source.vector_weight, source.rrf_k) == served, \
+        "the space that serves everyone is not recalibrated by a comparison"
+
+
+def test_a_source_calibrated_on_the_set_is_scored_as_it_serves(evaluating, small_set):
+    from search.evaluation import calibration, floors
+
+    migration = evaluating
+    floors.calibrate_floors(small_set, migration.source)
+    calibration.calibrate(small_set, migration.source)
+    migration.source.refresh_from_db()
+    migration_gate.request_compare(migration, "mig-small", by="tester", queue=False)
+    assert migration_gate.run_compare(migration.pk, migration.comparison["token"]) == "done"
+    migration.refresh_from_db()
+    used = migration.comparison["source_calibration"]
+    assert used["as_served"] is True
+    assert used["settings"]["similarity_floor"] == migration.source.similarity_floor
+
+
 def test_a_superseded_comparison_writes_nothing(evaluating, small_set):
     migration = migration_gate.request_compare(evaluating, "mig-small", queue=False)
     old = migration.comparison["token"]
@@ -223,3 +259,13 @@ def test_compare_and_retire_run_on_the_embed_queue():
     routes = django_settings.CELERY_TASK_ROUTES
     for task in ("search.tasks.compare_spaces_task", "search.tasks.retire_space_task"):
         assert routes[task]["queue"] == django_settings.TASK_QUEUES["embed"]
+
+
+def test_statuses_and_phases_are_shown_in_the_reader_s_language():
+    from django.utils import translation
+
+    shown = [migration_gate.STATUS_MSGIDS, tuple(migration_gate.SCORING.values())]
+    with translation.override("vi"):
+        for msgid in (m for group in shown for m in group):
+            assert migration_gate.label(msgid) != msgid, f"{msgid!r} has no Vietnamese translation"
+    assert migration_gate.label("") == ""

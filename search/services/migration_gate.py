@@ -25,7 +25,7 @@ from datetime import datetime
 from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from search.migration_models import MigrationState as S, SpaceMigration
 from search.services.space_migration import MigrationError, need_reason, who
@@ -38,6 +38,10 @@ MODE, DEPTH = "hybrid", 100
 HEADLINE = "MRR@10"
 SHOWN_METRICS = ("MRR@10", "nDCG@10", "Recall@10", "Recall@100", "Hit@1")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
+# A comparison's or a retirement's status and phase are stored as English msgids and
+# translated where shown (label()).
+STATUS_MSGIDS = (gettext_noop("queued"), gettext_noop("running"), gettext_noop("done"), gettext_noop("failed"))
+SCORING = {"source": gettext_noop("scoring the source"), "target": gettext_noop("scoring the target")}
 BEAT_SECONDS = 5  # how often a running comparison renews `updated_at`
 
 
@@ -66,6 +70,36 @@ def calibration_set_for(migration: SpaceMigration, evaluation_set):
         if found is not None and found.items.exclude(relevant_chunks=[], relevant_documents=[]).exists():
             return found
     return evaluation_set
+
+
+def _calibrated_on(space) -> set[str]:
+    """Names of the sets the space's stored fusion and floors were calibrated on."""
+    calibration = space.calibration or {}
+    return {name for name in (calibration.get("set"), (calibration.get("floors") or {}).get("set")) if name}
+
+
+def calibrated_copy(space, cal_set, progress=None):
+    """The space with floors and fusion calibrated on `cal_set`, in memory only: the space
+    that serves everyone keeps its stored settings. Scoring an uncalibrated source against
+    a freshly calibrated target would credit the calibration to the model."""
+    from search.evaluation import calibration, floors
+
+    copy = type(space).objects.get(pk=space.pk)
+    record = floors.calibrate_floors(cal_set, copy, save=False, progress=progress)
+    copy.similarity_floor = record["vector"]["floor"]
+    copy.keyword_floor = record["keyword"]["floor"]
+    copy.semantic_only_floor = record["semantic_only"]["floor"]
+    chosen = calibration.calibrate(cal_set, copy, save=False, progress=progress)["chosen"]
+    for field in ("fusion", "vector_weight", "keyword_weight", "rrf_k", "candidate_depth"):
+        setattr(copy, field, chosen[field])
+    return copy
+
+
+def label(value: str | None) -> str:
+    """A stored status or phase (an English msgid), in the reader's language."""
+    from django.utils.translation import gettext
+
+    return gettext(value) if value else ""
 
 
 def is_busy(comparison: dict) -> bool:
@@ -154,20 +188,30 @@ def run_compare(migration_id: int, token: str) -> str:
 
     try:
         if not _update(migration_id, token, status=RUNNING, started_at=timezone.now().isoformat(timespec="seconds"),
-                       phase="calibrating", error=""):
+                       phase=gettext_noop("calibrating the target"), error=""):
             return "superseded"
         evaluation_set = _evaluation_set(set_name)
         source, target = migration.source, migration.target
         cal_set = calibration_set_for(migration, evaluation_set)
         before = _settings_of(target)
-        floors.calibrate_floors(cal_set, target, save=True, progress=beat("floors"))
-        fusion_record = calibration.calibrate(cal_set, target, save=True, progress=beat("fusion"))
+        floors.calibrate_floors(cal_set, target, save=True,
+                                progress=beat(gettext_noop("calibrating the target's relevance floors")))
+        fusion_record = calibration.calibrate(cal_set, target, save=True,
+                                              progress=beat(gettext_noop("calibrating the target's fusion")))
         target.refresh_from_db()
+        source.refresh_from_db()
+        # Both spaces on the same footing: the source as it serves when its settings come from
+        # the same set, else scored with settings calibrated here for the comparison only.
+        if cal_set.name in _calibrated_on(source):
+            source_settings = {"as_served": True, "set": cal_set.name, "settings": _settings_of(source)}
+        else:
+            source = calibrated_copy(source, cal_set, progress=beat(
+                gettext_noop("calibrating the source for this comparison (not stored)")))
+            source_settings = {"as_served": False, "set": cal_set.name, "settings": _settings_of(source)}
         spaces = {}
         for role, space in (("source", source), ("target", target)):
-            space.refresh_from_db()
             run = runner.evaluate(evaluation_set, space, MODE, depth=DEPTH, measure=False,
-                                  name=f"migration-{migration_id}-{role}", progress=beat(f"scoring {role}"))
+                                  name=f"migration-{migration_id}-{role}", progress=beat(SCORING[role]))
             spaces[role] = _space_summary(space, run)
         difference = spaces["target"]["metrics"].get(HEADLINE, 0.0) - spaces["source"]["metrics"].get(HEADLINE, 0.0)
         result = {
@@ -176,6 +220,7 @@ def run_compare(migration_id: int, token: str) -> str:
             "calibration": {"set": cal_set.name, "in_sample": cal_set.pk == evaluation_set.pk,
                             "before": before, "after": _settings_of(target),
                             "fusion_adopted_grid_best": fusion_record["chosen"].get("adopted_grid_best")},
+            "source_calibration": source_settings,
             "finished_at": timezone.now().isoformat(timespec="seconds"),
             "seconds": round(time.monotonic() - started, 1)}
         if _update(migration_id, token, **result):

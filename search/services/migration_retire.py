@@ -30,7 +30,7 @@ from django.db import connection, transaction
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.formats import date_format
-from django.utils.translation import gettext as _
+from django.utils.translation import gettext as _, gettext_noop
 
 from search.migration_models import OPEN_STATES, MigrationState as S, MigrationStep, SpaceMigration
 from search.models import EmbeddingSpace, SpaceStatus
@@ -173,7 +173,8 @@ def _delete_batches(migration_id: int, token: str, space: EmbeddingSpace) -> int
                             "LIMIT %s)", [space.pk, int(settings.MIGRATION_RETIRE_BATCH)])
                 n = cur.rowcount
         deleted += n
-        if not _update(migration_id, token, deleted_rows=deleted, phase="deleting"):
+        if not _update(migration_id, token, deleted_rows=deleted,
+                       phase=gettext_noop("deleting the old space's vectors")):
             raise RuntimeError("superseded")
         if n == 0:
             return deleted
@@ -195,7 +196,8 @@ def run_retire(migration_id: int, token: str) -> str:
     source = migration.source
     try:
         before = migration.retirement.get("before") or storage(source)
-        if not _update(migration_id, token, status=RUNNING, phase="dropping the index", before=before, error="",
+        if not _update(migration_id, token, status=RUNNING, phase=gettext_noop("dropping the old space's index"),
+                       before=before, error="",
                        started_at=timezone.now().isoformat(timespec="seconds")):
             return "superseded"
         EmbeddingSpace.objects.filter(pk=source.pk).update(status=SpaceStatus.RETIRED, traffic_share=0,
@@ -204,7 +206,7 @@ def run_retire(migration_id: int, token: str) -> str:
         # chunk sets (issue 11): a chunk set only the retired space used goes here too
         _drop_index(source)
         deleted = _delete_batches(migration_id, token, source)
-        _update(migration_id, token, phase="vacuum")
+        _update(migration_id, token, phase=gettext_noop("vacuuming the vector table"))
         vacuumed = _vacuum()
         after = storage(source)
         result = {"status": DONE, "phase": "", "after": after, "freed": freed(before, after), "vacuumed": vacuumed,

@@ -167,7 +167,8 @@ class Command(BaseCommand):
         c = m.comparison or {}
         if not c:
             return
-        self.stdout.write(_("comparison on %(set)s: %(status)s") % {"set": c.get("set"), "status": c.get("status")})
+        self.stdout.write(_("comparison on %(set)s: %(status)s")
+                          % {"set": c.get("set"), "status": migration_gate.label(c.get("status"))})
         for role in ("source", "target"):
             space = (c.get("spaces") or {}).get(role)
             if space:
@@ -183,7 +184,8 @@ class Command(BaseCommand):
         if not r:
             return
         self.stdout.write(_("retirement of %(space)s: %(status)s, %(rows)s vector rows deleted")
-                          % {"space": r.get("space"), "status": r.get("status"), "rows": r.get("deleted_rows", 0)})
+                          % {"space": r.get("space"), "status": migration_gate.label(r.get("status")),
+                             "rows": r.get("deleted_rows", 0)})
         if r.get("freed"):
             freed, before, after = r["freed"], r["before"], r["after"]
             self.stdout.write(_("  vector storage %(before)s → %(after)s (%(percent)s%% freed); embedding table on "
