@@ -28,7 +28,7 @@ Measured (one client, warm: every query set runs once before timing):
 - vector: retrieval.vector_candidates(k=10) with the query vector precomputed
   (database time only; encoding is the `encode` row);
 - keyword: keyword_index.keyword_search(limit=10);
-- hybrid: retrieval.ranked_chunks(mode=hybrid, depth=--hybrid-depth) — both
+- hybrid: modes.ranked_chunks(mode=hybrid, depth=--hybrid-depth) — both
   candidate lists + fusion, query vector precomputed;
 - api: results.run_search(user, q, "hybrid") end to end with real encoding
   (grouping, snippets, suggestion, facets);

@@ -206,7 +206,7 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
     from django.conf import settings
     from django.test import override_settings
 
-    from search.services import encoders, keyword_index, retrieval
+    from search.services import encoders, keyword_index, modes, retrieval
 
     encoders.use_query_threads(1)
     original_encode = encoders.encode_query
@@ -255,7 +255,7 @@ def database_latency(space, scen: dict, questions: list[str], vectors: np.ndarra
                 latency[f"keyword/{name}"] = pct(times)
                 log(f"keyword/{name}: {latency[f'keyword/{name}']}")
                 explains[f"keyword/{name}"] = explain_keyword(questions[0], allowed)
-            hyb = lambda q, a=scope: retrieval.ranked_chunks(q, "hybrid", a, space, hybrid_depth)  # noqa: E731
+            hyb = lambda q, a=scope: modes.ranked_chunks(q, "hybrid", a, space, hybrid_depth)  # noqa: E731
             time_each(hyb, questions)
             times, _ = time_each(hyb, questions)
             latency[f"hybrid/{name}"] = pct(times)
@@ -300,7 +300,7 @@ def end_to_end_latency(scen: dict, questions: list[str], latency: dict) -> None:
 def throughput_rows(space, scen: dict, questions: list[str], qvec: dict, clients: int, seconds: float,
                     hybrid_depth: int) -> dict:
     """Queries/s of vector and hybrid (query vectors precomputed) for the headline scenarios."""
-    from search.services import encoders, retrieval
+    from search.services import encoders, modes, retrieval
 
     qps: dict[str, dict] = {}
     original_encode = encoders.encode_query
@@ -313,7 +313,7 @@ def throughput_rows(space, scen: dict, questions: list[str], qvec: dict, clients
                 seconds)
             log(f"qps vector/{name}: {qps[f'vector/{name}']}")
             qps[f"hybrid/{name}"] = throughput(
-                lambda q, a=a: retrieval.ranked_chunks(q, "hybrid", a, space, hybrid_depth), questions,
+                lambda q, a=a: modes.ranked_chunks(q, "hybrid", a, space, hybrid_depth), questions,
                 clients, seconds)
             log(f"qps hybrid/{name}: {qps[f'hybrid/{name}']}")
     finally:
