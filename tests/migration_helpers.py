@@ -181,3 +181,21 @@ def held_before(doc, migration, timeout: float = 120):
 
 def every_chunk_in(space) -> bool:
     return sorted(vector_chunk_ids(space)) == sorted(chunk_ids())
+
+
+# --- the API, as staff --------------------------------------------------------------------
+
+@pytest.fixture
+def staff_client():
+    from django.test import Client
+
+    client = Client(HTTP_ACCEPT_LANGUAGE="en")
+    client.force_login(f.user("root", is_superuser=True, is_staff=True))
+    return client
+
+
+def post(client, url, body=None):
+    import json
+
+    return client.post(url, json.dumps(body or {}), content_type="application/json")
+

@@ -2,20 +2,19 @@
 promote (issue 11 item 4): the comparison calibrates the target and scores both
 spaces with the evaluation runner; going on is refused without a comparison or
 when the target is worse beyond the margin, unless forced with a reason."""
-import json
 from xml.etree import ElementTree
 from io import StringIO
 
 import pytest
 from django.conf import settings as django_settings
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from search.evaluation.models import EvaluationItem, EvaluationRun, EvaluationSet
 from search.migration_models import MigrationState as S, SpaceMigration
 from search.services import embedding, migration_gate, space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import (compared, english, post, staff_client, tiny_pair,  # noqa: F401
+                                     world)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,17 +37,6 @@ def evaluating(world):
     source, target, _ = world
     embedding.backfill(target)
     return SpaceMigration.objects.create(source=source, target=target, state=S.EVALUATING)
-
-
-@pytest.fixture
-def staff_client():
-    client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    client.force_login(f.user("root", is_superuser=True, is_staff=True))
-    return client
-
-
-def post(client, url, body=None):
-    return client.post(url, json.dumps(body or {}), content_type="application/json")
 
 
 def test_compare_calibrates_the_target_and_scores_both_spaces(evaluating, small_set):

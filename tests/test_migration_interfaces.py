@@ -1,30 +1,18 @@
 """Starting and moving a migration from the API, Django admin and
 `manage.py migrate_space` (issue 11 item 1): the happy path and the refusals."""
-import json
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
-from django.test import Client
 
 from search.migration_models import MigrationState as S, SpaceMigration
 from search.models import SpaceStatus
 from search.services import space_migration as sm, spaces
 from tests import factories as f
-from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import (compared, english, post, staff_client, tiny_pair,  # noqa: F401
+                                     world)
 
 pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture
-def staff_client():
-    client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    client.force_login(f.user("root", is_superuser=True, is_staff=True))
-    return client
-
-
-def post(client, url, body=None):
-    return client.post(url, json.dumps(body or {}), content_type="application/json")
 
 
 def test_api_starts_follows_and_moves_a_migration(world, staff_client):

@@ -2,14 +2,12 @@
 during the soak period unless forced with a reason; drops the old space's index,
 deletes its vectors in batches, VACUUMs, records the storage before and after;
 no rollback afterwards; search goes on on the promoted space."""
-import json
 from datetime import timedelta
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
 from django.db import connection
-from django.test import Client
 from django.utils import timezone
 
 from search.migration_models import MigrationState as S, MigrationStep, SpaceMigration
@@ -17,7 +15,8 @@ from search.models import ChunkEmbedding, SpaceStatus
 from search.services import embedding, migration_retire, space_migration as sm, spaces
 from search.services.results import run_search
 from tests import factories as f
-from tests.migration_helpers import compared, english, tiny_pair, world  # noqa: F401 - fixtures
+from tests.migration_helpers import (compared, english, post, staff_client, tiny_pair,  # noqa: F401
+                                     world)
 
 pytestmark = pytest.mark.django_db
 
@@ -43,17 +42,6 @@ def index_exists(space) -> bool:
     with connection.cursor() as cur:
         cur.execute("SELECT to_regclass(%s)", [space.index_name])
         return cur.fetchone()[0] is not None
-
-
-@pytest.fixture
-def staff_client():
-    client = Client(HTTP_ACCEPT_LANGUAGE="en")
-    client.force_login(f.user("root", is_superuser=True, is_staff=True))
-    return client
-
-
-def post(client, url, body=None):
-    return client.post(url, json.dumps(body or {}), content_type="application/json")
 
 
 def test_retire_is_refused_during_the_soak_period_unless_forced_with_a_reason(promoted, settings):

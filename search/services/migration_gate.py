@@ -28,7 +28,7 @@ from django.utils import timezone
 from django.utils.translation import gettext as _, gettext_noop
 
 from search.migration_models import MigrationState as S, SpaceMigration
-from search.services.space_migration import MigrationError, need_reason, who
+from search.services.space_migration import MigrationError, need_reason, update_work, who
 
 log = logging.getLogger(__name__)
 
@@ -141,14 +141,7 @@ def request_compare(migration: SpaceMigration, set_name: str, *, by=None, queue:
 
 
 def _update(pk: int, token: str, **fields) -> bool:
-    """Merge `fields` into the comparison if it is still the one with `token`."""
-    with transaction.atomic():
-        row = SpaceMigration.objects.select_for_update().filter(pk=pk).first()
-        if row is None or (row.comparison or {}).get("token") != token:
-            return False
-        comparison = {**row.comparison, **fields, "updated_at": timezone.now().isoformat(timespec="seconds")}
-        SpaceMigration.objects.filter(pk=pk).update(comparison=comparison)
-    return True
+    return update_work("comparison", pk, token, **fields)
 
 
 def _space_summary(space, run) -> dict:

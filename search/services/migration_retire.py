@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _, gettext_noop
 
 from search.migration_models import OPEN_STATES, MigrationState as S, MigrationStep, SpaceMigration
 from search.models import EmbeddingSpace, SpaceStatus
-from search.services.space_migration import MigrationError, need_reason, record, who
+from search.services.space_migration import MigrationError, need_reason, record, update_work, who
 
 log = logging.getLogger(__name__)
 
@@ -105,13 +105,7 @@ def request_retire(migration: SpaceMigration, *, by=None, force: bool = False, r
 
 
 def _update(pk: int, token: str, **fields) -> bool:
-    with transaction.atomic():
-        row = SpaceMigration.objects.select_for_update().filter(pk=pk).first()
-        if row is None or (row.retirement or {}).get("token") != token:
-            return False
-        retirement = {**row.retirement, **fields, "updated_at": timezone.now().isoformat(timespec="seconds")}
-        SpaceMigration.objects.filter(pk=pk).update(retirement=retirement)
-    return True
+    return update_work("retirement", pk, token, **fields)
 
 
 # --- measuring ----------------------------------------------------------------------------

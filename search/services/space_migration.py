@@ -327,3 +327,17 @@ def restore_target(migration: SpaceMigration) -> None:
     EmbeddingSpace.objects.filter(pk=migration.target_id).exclude(status=SpaceStatus.ACTIVE).update(
         status=migration.target_previous_status or SpaceStatus.READY,
         traffic_share=migration.target_previous_share)
+
+
+def update_work(field: str, pk: int, token: str, **fields) -> bool:
+    """Merge `fields` into the migration's record of a queued piece of work (`comparison`,
+    `retirement`) if it is still the request with `token`: a superseded request writes nothing."""
+    with transaction.atomic():
+        row = SpaceMigration.objects.select_for_update().filter(pk=pk).first()
+        current = getattr(row, field, None) or {}
+        if row is None or current.get("token") != token:
+            return False
+        SpaceMigration.objects.filter(pk=pk).update(
+            **{field: {**current, **fields, "updated_at": timezone.now().isoformat(timespec="seconds")}})
+    return True
+
