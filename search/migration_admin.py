@@ -20,7 +20,7 @@ from django.utils.html import format_html, format_html_join
 from django.utils.safestring import mark_safe
 from django.utils.translation import gettext, gettext_lazy as _
 
-from search.migration_models import WORKER_STATES, SpaceMigration
+from search.migration_models import WORKER_STATES, SpaceMigration, state_label
 from search.models import EmbeddingSpace, SearchArm, SpaceStatus
 from search.services import ab_stats, migration_gate, migration_retire, space_migration as sm
 from search.services.charts import grouped_bars_svg
@@ -148,10 +148,13 @@ class SpaceMigrationAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("history"))
     def history_list(self, obj):
-        return format_html("<pre>{}</pre>", "\n".join(
-            f"{e['at']}  {e.get('from') or '·'} → {e['to']}  {e.get('by', '')}  "
-            f"{gettext(e['step']) if e.get('step') else ''}" + (f" — {e['reason']}" if e.get("reason") else "")
+        rows = format_html_join("", "<tr><td>{}</td><td>{} → {}</td><td>{}</td><td>{}</td></tr>", (
+            (_local_time(e.get("at")), state_label(e.get("from")), state_label(e.get("to")), e.get("by", ""),
+             (gettext(e["step"]) if e.get("step") else "") + (f" — {e['reason']}" if e.get("reason") else ""))
             for e in obj.history or []))
+        return format_html("<table><thead><tr><th>{}</th><th>{}</th><th>{}</th><th>{}</th></tr></thead>"
+                           "<tbody>{}</tbody></table>", gettext("When"), gettext("State"), gettext("Who"),
+                           gettext("Step and reason"), rows)
 
     @admin.display(description=_("comparison"))
     def comparison_view(self, obj):
@@ -311,3 +314,17 @@ def _forced(request) -> bool:
 
 
 admin.site.register(SpaceMigration, SpaceMigrationAdmin)
+
+
+def _local_time(at: str | None) -> str:
+    """A history time (ISO, UTC) in the portal's time zone and format."""
+    from datetime import datetime
+
+    from django.utils import timezone
+    from django.utils.formats import date_format
+
+    try:
+        return date_format(timezone.localtime(datetime.fromisoformat(at)), "DATETIME_FORMAT")
+    except (TypeError, ValueError):
+        return at or ""
+

@@ -26,6 +26,11 @@ class MigrationState(models.TextChoices):
     FAILED = "failed", _("failed")
 
 
+def state_label(value: str | None) -> str:
+    """A state as stored (e.g. in a history entry), in the reader's language."""
+    return MigrationState(value).label if value in MigrationState.values else (value or "·")
+
+
 OPEN_STATES = (MigrationState.PLANNED, MigrationState.BACKFILLING, MigrationState.INDEXING,
                MigrationState.EVALUATING, MigrationState.AB_TESTING)
 # States in which a worker does the work (the watchdog looks after them).

@@ -1,9 +1,11 @@
 """Starting and moving a migration from the API, Django admin and
 `manage.py migrate_space` (issue 11 item 1): the happy path and the refusals."""
+from datetime import datetime
 from io import StringIO
 
 import pytest
 from django.core.management import CommandError, call_command
+from django.test import Client
 
 from search.migration_models import MigrationState as S, SpaceMigration
 from search.models import SpaceStatus
@@ -74,6 +76,26 @@ def test_admin_starts_a_migration_and_shows_its_live_progress(world, staff_clien
     assert staff_client.get("/admin/search/spacemigration/").status_code == 200
     second = staff_client.post("/admin/search/spacemigration/add/", {"target": target.pk})
     assert second.status_code == 200 and "Another migration is open" in second.content.decode()
+
+
+def test_admin_history_shows_states_and_times_in_the_reader_s_language(world, staff_client):
+    from django.utils import timezone
+    from django.utils.formats import date_format
+
+    source, target, _ = world
+    migration = sm.start(target, by="tester", reason="nhỏ hơn")
+    event = migration.history[0]
+    client = Client(HTTP_ACCEPT_LANGUAGE="vi")
+    client.force_login(f.user("root-vi", is_superuser=True, is_staff=True))
+    page = client.get(f"/admin/search/spacemigration/{migration.pk}/change/").content.decode()
+    from django.utils import translation
+
+    with translation.override("vi"):
+        planned = str(S.PLANNED.label)
+        when = date_format(timezone.localtime(datetime.fromisoformat(event["at"])), "DATETIME_FORMAT")
+    assert planned != "planned" and f"→ {planned}" in page, "the state in Vietnamese, not its stored value"
+    assert when in page and event["at"] not in page, "the time in the portal's zone and format"
+    assert "nhỏ hơn" in page
 
 
 def test_admin_actions_ask_for_the_reason_then_act(world, staff_client):

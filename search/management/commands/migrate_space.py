@@ -24,7 +24,7 @@ import time
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 
-from search.migration_models import WORKER_STATES, MigrationState, SpaceMigration
+from search.migration_models import WORKER_STATES, MigrationState, SpaceMigration, state_label
 from search.models import EmbeddingSpace
 from search.services import ab_stats, migration_gate, migration_retire, space_migration as sm
 
@@ -121,7 +121,7 @@ class Command(BaseCommand):
         self.show_retirement(m)
         for event in m.history:
             reason = f" — {event['reason']}" if event.get("reason") else ""
-            self.stdout.write(f"  {event['at']}  {event['from'] or '·'} → {event['to']}  {event['by']}  "
+            self.stdout.write(f"  {event['at']}  {state_label(event['from'])} → {state_label(event['to'])}  {event['by']}  "
                               f"{_(event['step']) if event.get('step') else ''}{reason}")
 
     def do_cancel(self, id, reason, follow, **_options):
