@@ -267,7 +267,7 @@ def main() -> None:
 
     from search.models import SpaceStatus
     from search.services import encoders, spaces
-    from search.services.migration_retire import space_storage
+    from search.services.spaces import space_storage
 
     dbload.reset_data()
     texts = data.distinct_texts(n, args.seed)

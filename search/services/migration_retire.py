@@ -35,6 +35,7 @@ from django.utils.translation import gettext as _, gettext_noop
 from search.migration_models import OPEN_STATES, MigrationState as S, MigrationStep, SpaceMigration
 from search.models import EmbeddingSpace, SpaceStatus
 from search.services.space_migration import MigrationError, need_reason, record, update_work, who
+from search.services.spaces import drop_index, space_storage
 
 log = logging.getLogger(__name__)
 
@@ -110,17 +111,6 @@ def _update(pk: int, token: str, **fields) -> bool:
 
 # --- measuring ----------------------------------------------------------------------------
 
-def space_storage(space: EmbeddingSpace) -> dict:
-    """One space's rows, vector bytes (as stored) and index bytes."""
-    with connection.cursor() as cur:
-        cur.execute(f"SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0) FROM {TABLE} "
-                    "WHERE space_id = %s", [space.pk])
-        rows, vector_bytes = cur.fetchone()
-        cur.execute("SELECT CASE WHEN to_regclass(%s) IS NULL THEN 0 ELSE pg_relation_size(to_regclass(%s)) END",
-                    [space.index_name, space.index_name])
-        index_bytes = cur.fetchone()[0]
-    return {"rows": int(rows), "vector_bytes": int(vector_bytes), "index_bytes": int(index_bytes),
-            "total_bytes": int(vector_bytes) + int(index_bytes)}
 
 
 def storage(source: EmbeddingSpace) -> dict:
@@ -130,10 +120,10 @@ def storage(source: EmbeddingSpace) -> dict:
         cur.execute(f"SELECT pg_total_relation_size('{TABLE}'), pg_indexes_size('{TABLE}')")
         table_total, indexes = cur.fetchone()
     kept = EmbeddingSpace.objects.exclude(status=SpaceStatus.RETIRED).exclude(pk=source.pk)
-    spaces = {s.name: space_storage(s) for s in kept}
-    spaces[source.name] = space_storage(source)
+    per_space = {s.name: space_storage(s) for s in kept}
+    per_space[source.name] = space_storage(source)
     return {"table_total_bytes": int(table_total), "table_index_bytes": int(indexes),
-            "vector_storage_bytes": sum(s["total_bytes"] for s in spaces.values()), "spaces": spaces}
+            "vector_storage_bytes": sum(s["total_bytes"] for s in per_space.values()), "spaces": per_space}
 
 
 def freed(before: dict, after: dict) -> dict:
@@ -149,10 +139,8 @@ def freed(before: dict, after: dict) -> dict:
 # --- the work -------------------------------------------------------------------------------
 
 def _drop_index(space: EmbeddingSpace) -> None:
-    from search.services import spaces
-
     if connection.in_atomic_block:  # CONCURRENTLY cannot run in a transaction (tests, a shell's atomic block)
-        spaces.drop_index(space)
+        drop_index(space)
         return
     with connection.cursor() as cur:
         cur.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {space.index_name}")
@@ -197,7 +185,6 @@ def run_retire(migration_id: int, token: str) -> str:
         EmbeddingSpace.objects.filter(pk=source.pk).update(status=SpaceStatus.RETIRED, traffic_share=0,
                                                            retired_at=timezone.now())
         source.refresh_from_db()
-        # chunk sets (issue 11): a chunk set only the retired space used goes here too
         _drop_index(source)
         deleted = _delete_batches(migration_id, token, source)
         _update(migration_id, token, phase=gettext_noop("vacuuming the vector table"))

@@ -138,26 +138,33 @@ def activate(space: EmbeddingSpace) -> EmbeddingSpace:
     return space
 
 
+def space_storage(space: EmbeddingSpace) -> dict:
+    """One space's rows, vector bytes (as stored) and index bytes."""
+    with connection.cursor() as cur:
+        cur.execute("SELECT count(*), coalesce(sum(pg_column_size(embedding)), 0) FROM search_chunkembedding "
+                    "WHERE space_id = %s", [space.pk])
+        rows, vector_bytes = cur.fetchone()
+        cur.execute("SELECT CASE WHEN to_regclass(%s) IS NULL THEN 0 ELSE pg_relation_size(to_regclass(%s)) END",
+                    [space.index_name, space.index_name])
+        index_bytes = cur.fetchone()[0]
+    return {"rows": int(rows), "vector_bytes": int(vector_bytes), "index_bytes": int(index_bytes),
+            "total_bytes": int(vector_bytes) + int(index_bytes)}
+
+
 def retire(space: EmbeddingSpace) -> dict:
-    """Free a space's vectors and index; returns the storage saved in bytes."""
+    """Free a space's vectors and index at once (`manage.py space retire`); returns the storage
+    saved in bytes. A migration's old space is retired by search.services.migration_retire."""
     space.refresh_from_db(fields=["status"])
     if space.status == SpaceStatus.ACTIVE:
         raise SpaceError("Activate another space before retiring the active one.")
-    index_bytes = 0
-    with connection.cursor() as cur:
-        if _index_exists(space):
-            cur.execute("SELECT pg_relation_size(%s::regclass)", [space.index_name])
-            index_bytes = cur.fetchone()[0]
-        cur.execute("SELECT coalesce(sum(pg_column_size(embedding)), 0) FROM search_chunkembedding "
-                    "WHERE space_id = %s", [space.pk])
-        vector_bytes = int(cur.fetchone()[0])
+    before = space_storage(space)
     drop_index(space)
     rows, _ = ChunkEmbedding.objects.filter(space=space).delete()
     space.status = SpaceStatus.RETIRED
     space.traffic_share = 0
     space.retired_at = timezone.now()
     space.save(update_fields=["status", "traffic_share", "retired_at"])
-    return {"rows": rows, "index_bytes": int(index_bytes), "vector_bytes": vector_bytes}
+    return {"rows": rows, "index_bytes": before["index_bytes"], "vector_bytes": before["vector_bytes"]}
 
 
 def _index_exists(space: EmbeddingSpace) -> bool:
