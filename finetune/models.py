@@ -168,6 +168,10 @@ class FineTuneJob(models.Model):
         "Batches of texts of similar length: less padding, faster steps."))
     bf16 = models.BooleanField(_("bfloat16 on CPU"), default=True, help_text=_(
         "Run the forward pass in bfloat16 when the CPU has native support; weights stay float32."))
+    tuned_share = models.FloatField(_("share of the fine-tuning kept"), default=1.0, help_text=_(
+        "1: the fine-tuned weights. Below 1: the base's weights moved only this share of the way to the "
+        "fine-tuned ones (weight-space ensembling, WiSE-FT), which keeps more of what the base knew outside "
+        "the training data."))
     lora = models.BooleanField(_("LoRA adapters"), default=False)
     lora_rank = models.PositiveSmallIntegerField(_("LoRA rank"), default=16)
     early_stopping_patience = models.PositiveSmallIntegerField(

@@ -38,7 +38,7 @@ def admin_client():
 def form_data(base, dataset, **extra):
     data = {"name": "from-admin", "base_model_path": base, "dataset": dataset.pk, "loss": "mnrl",
             "matryoshka_dims": "[]", "epochs": 1, "batch_size": 8, "mini_batch_size": 4, "learning_rate": 3e-5,
-            "warmup_ratio": 0.1, "max_length": 64, "seed": 42, "freeze_embeddings": "on", "frozen_layers": 0, "lora_rank": 16,
+            "warmup_ratio": 0.1, "max_length": 64, "seed": 42, "freeze_embeddings": "on", "frozen_layers": 0, "tuned_share": 1.0, "lora_rank": 16,
             "early_stopping_patience": 2, "eval_every_steps": 50, "negative_margin": 0.05}
     return {**data, **extra}
 

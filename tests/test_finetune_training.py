@@ -231,6 +231,45 @@ def test_a_lora_job_packages_a_plain_merged_model(tiny_model_path, tmp_path):
     assert job.metrics["training"]["trainable_parameters"] < 20000
 
 
+def test_a_tuned_share_packages_the_weights_that_share_of_the_way_from_the_base(tiny_model_path):
+    """WiSE-FT: the same run (same seed) with tuned_share 0.5 packages, weight by
+    weight, the midpoint of the base and the fully fine-tuned package."""
+    from sentence_transformers import SentenceTransformer
+
+    packages = {}
+    for share in (1.0, 0.5):
+        name = f"share-{int(share * 100)}"
+        # No eval split: nothing restored, the weights are what the steps made.
+        job = jobs.create_job(name=name, dataset=make_dataset(name, eval_topics=0), base_model_path=tiny_model_path,
+                              queue=False, epochs=1, batch_size=4, learning_rate=1e-2, freeze_embeddings=False,
+                              tuned_share=share)
+        assert pipeline.run_job(job.pk) == "succeeded", FineTuneJob.objects.get(pk=job.pk).error
+        job.refresh_from_db()
+        packages[share] = Path(job.package_dir)
+        args = json.loads((packages[share] / "training_args.json").read_text())
+        assert args["hyper_parameters"]["tuned_share"] == share
+        assert (job.metrics["training"]["interpolated_tensors"] > 0) == (share < 1)
+
+    def weights(path):
+        return SentenceTransformer(str(path), device="cpu", local_files_only=True).state_dict()
+
+    base, full, half = weights(tiny_model_path), weights(packages[1.0]), weights(packages[0.5])
+    moved = [n for n in base if base[n].is_floating_point() and not np.allclose(base[n], full[n], atol=1e-7)]
+    assert moved, "the run trained nothing"
+    for n in base:
+        if base[n].is_floating_point():
+            assert np.allclose(half[n], (base[n] + full[n]) / 2, atol=1e-5), n
+
+
+def test_a_tuned_share_outside_its_range_is_refused(tiny_model_path):
+    dataset = make_dataset()
+    for share in (0, 1.5, float("nan")):
+        with pytest.raises(jobs.JobError) as refused:
+            jobs.create_job(name="bad-share", dataset=dataset, base_model_path=tiny_model_path, queue=False,
+                            tuned_share=share)
+        assert refused.value.field == "tuned_share"
+
+
 def test_validation_errors_stop_the_job_with_the_message_and_warnings_are_kept(tiny_model_path, monkeypatch):
     from finetune.services import validation
 

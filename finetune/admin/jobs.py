@@ -23,7 +23,7 @@ from finetune.services.curves import loss_curve_svg
 
 CREATE_FIELDS = ("name", "base_space", "base_model_path", "dataset", "guard_sets", "loss", "matryoshka_dims",
                  "epochs", "batch_size", "mini_batch_size", "learning_rate", "warmup_ratio", "max_length", "seed",
-                 "freeze_embeddings", "frozen_layers", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
+                 "freeze_embeddings", "frozen_layers", "tuned_share", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
                  "eval_every_steps", "mine_negatives", "negative_margin")
 
 

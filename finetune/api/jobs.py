@@ -66,6 +66,7 @@ class FineTuneJobCreateSerializer(serializers.Serializer):
     seed = serializers.IntegerField(required=False, min_value=0)
     freeze_embeddings = serializers.BooleanField(required=False)
     frozen_layers = serializers.IntegerField(required=False, min_value=0)
+    tuned_share = serializers.FloatField(required=False)
     group_by_length = serializers.BooleanField(required=False)
     bf16 = serializers.BooleanField(required=False)
     lora = serializers.BooleanField(required=False)

@@ -27,10 +27,10 @@ HISTORY_KEPT = 200
 # What the job's options may be. MNRL needs at least one other pair in a batch.
 LIMITS = {"epochs": (0.01, 100.0), "batch_size": (2, 4096), "mini_batch_size": (1, 4096),
           "learning_rate": (1e-8, 1.0), "warmup_ratio": (0.0, 0.9), "max_length": (8, 8192),
-          "lora_rank": (1, 512), "frozen_layers": (0, 200), "eval_every_steps": (1, 10**6), "early_stopping_patience": (0, 1000),
+          "lora_rank": (1, 512), "frozen_layers": (0, 200), "tuned_share": (0.01, 1.0), "eval_every_steps": (1, 10**6), "early_stopping_patience": (0, 1000),
           "negative_margin": (0.0, 1.0)}
 OPTIONS = ("loss", "matryoshka_dims", "epochs", "batch_size", "mini_batch_size", "learning_rate", "warmup_ratio",
-           "max_length", "seed", "freeze_embeddings", "frozen_layers", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
+           "max_length", "seed", "freeze_embeddings", "frozen_layers", "tuned_share", "group_by_length", "bf16", "lora", "lora_rank", "early_stopping_patience",
            "eval_every_steps", "mine_negatives", "negative_margin")
 
 

@@ -127,6 +127,34 @@ def merge_lora(model) -> None:
         _set_transformer(model, inner.merge_and_unload())
 
 
+def keep_share_of_tuning(model, base_path: str, share: float) -> int:
+    """WiSE-FT (Wortsman et al., 2022): every weight moved from the base's only
+    `share` of the way to the fine-tuned value (base + share × (tuned − base)).
+    A model trained on one domain forgets some of what its base knew; the
+    weight-space mix between them keeps more of it for part of the gain.
+    Returns how many tensors changed (share 1: none)."""
+    import torch
+    from sentence_transformers import SentenceTransformer
+
+    if share >= 1:
+        return 0
+    base = SentenceTransformer(base_path, device="cpu", local_files_only=True).state_dict()
+    changed = 0
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if name not in base or base[name].shape != tensor.shape:
+                raise RuntimeError(f"the base has no weight {name!r} of shape {tuple(tensor.shape)}: "
+                                   "the fine-tuned model cannot be mixed with it")
+            if not tensor.is_floating_point():
+                continue
+            start = base[name].to(tensor.device, tensor.dtype)
+            if torch.equal(start, tensor):
+                continue  # frozen: nothing to mix
+            tensor.copy_(torch.lerp(start, tensor, share))
+            changed += 1
+    return changed
+
+
 def trainable_state(model, names: list[str]) -> dict:
     params = dict(model.named_parameters())
     return {n: params[n].detach().to("cpu").clone() for n in names}

@@ -28,7 +28,7 @@ from finetune.services.jobs import package_dir
 
 HEADLINE = ("MRR@10", "Hit@1", "Hit@5", "Hit@10", "nDCG@10", "Recall@100")
 HYPER_PARAMETERS = ("loss", "matryoshka_dims", "epochs", "batch_size", "mini_batch_size", "learning_rate",
-                    "warmup_ratio", "max_length", "seed", "freeze_embeddings", "frozen_layers", "group_by_length", "bf16", "lora", "lora_rank",
+                    "warmup_ratio", "max_length", "seed", "freeze_embeddings", "frozen_layers", "tuned_share", "group_by_length", "bf16", "lora", "lora_rank",
                     "early_stopping_patience", "eval_every_steps", "mine_negatives", "negative_margin")
 LIBRARIES = ("torch", "sentence-transformers", "transformers", "tokenizers", "peft", "numpy", "Django")
 

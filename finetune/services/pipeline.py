@@ -176,6 +176,7 @@ def _train(job, reporter: Reporter, device: str, eval_data, work: Path) -> dict:
     reporter.check()
     if job.lora:
         model_setup.merge_lora(model)
+    interpolated = model_setup.keep_share_of_tuning(model, job.base_model_path, job.tuned_share)
     model.max_seq_length = base_max  # serving keeps the base's length; training's is in training_args.json
     model_setup.save_model(model, work / TRAINED)
     return {"total_steps": result.total_steps, "steps_done": result.steps_done,
@@ -184,7 +185,8 @@ def _train(job, reporter: Reporter, device: str, eval_data, work: Path) -> dict:
             "restored_best": result.restored_best, "train_seconds": result.train_seconds,
             "seconds_per_step": round(result.train_seconds / max(1, result.steps_done), 3),
             "train_pairs": len(pairs), "device": device, **(threads or {}), "bf16": result.bf16,
-            "improved_on_base": result.improved,
+            "improved_on_base": result.improved, "tuned_share": job.tuned_share,
+            "interpolated_tensors": interpolated,
             "grouped_by": grouping.key if grouping else None,
             "padding_efficiency": grouping.padding_efficiency if grouping else None,
             "padding_efficiency_random": grouping.padding_efficiency_random if grouping else None,

@@ -46,7 +46,7 @@ class Command(BaseCommand):
                          help="e.g. 384,256,128")
         for flag, kind in (("epochs", float), ("batch-size", int), ("mini-batch-size", int),
                            ("learning-rate", float), ("warmup-ratio", float), ("max-length", int), ("seed", int),
-                           ("lora-rank", int), ("frozen-layers", int), ("early-stopping-patience", int), ("eval-every-steps", int),
+                           ("lora-rank", int), ("frozen-layers", int), ("tuned-share", float), ("early-stopping-patience", int), ("eval-every-steps", int),
                            ("negative-margin", float)):
             run.add_argument(f"--{flag}", type=kind)
         run.add_argument("--train-embeddings", action="store_true", help="do not freeze the word embeddings")
@@ -91,7 +91,7 @@ class Command(BaseCommand):
         if missing:
             raise CommandError(f"no evaluation set named {', '.join(sorted(missing))}")
         flags = {k: options[k] for k in ("loss", "matryoshka_dims", "epochs", "batch_size", "mini_batch_size",
-                                         "learning_rate", "warmup_ratio", "max_length", "seed", "lora_rank", "frozen_layers",
+                                         "learning_rate", "warmup_ratio", "max_length", "seed", "lora_rank", "frozen_layers", "tuned_share",
                                          "early_stopping_patience", "eval_every_steps", "negative_margin")
                  if options.get(k) is not None}
         flags.update(lora=options["lora"], mine_negatives=options["mine_negatives"],
