@@ -17,6 +17,10 @@ under that rule (search.evaluation.calibration.decide) and scored on test:
 - **query** (measured, not adopted): a query with no
   keyword evidence at all gets vector results only when its best passage
   reaches the floor; otherwise every neighbour above the similarity floor stays;
+- **clear winner** (the portal's rule since 2026-12-02): per passage, except
+  for a query whose best neighbour is more similar than its 10th by the
+  space's `vector_gap_floor` (calibrated on the probes), which keeps every
+  neighbour above the similarity floor;
 - **none**: no semantic-only floor (the similarity floor alone).
 
 Also: how many probes each rule turns away (an empty hybrid list). Writes
@@ -67,7 +71,8 @@ def no_rule(vector, keyword, floor):
     return vector
 
 
-RULES = {"passage": admitted_by_meaning, "query": query_rule, "none": no_rule}
+RULES = {"passage": admitted_by_meaning, "clear winner": admitted_by_meaning, "query": query_rule, "none": no_rule}
+WITH_GAP = {"clear winner"}  # the passage rule, lifted for a query with a clear winner (the space's gap floor)
 
 
 def use_rule(rule) -> None:
@@ -110,7 +115,8 @@ def probes_turned_away(space, probes, floors):
     out = {}
     for name, rule in RULES.items():
         use_rule(rule)
-        out[name] = sum(1 for row in rows if not any(cal.floored(row, floors, 100)))
+        used = floors if name in WITH_GAP else floors[:3]
+        out[name] = sum(1 for row in rows if not any(cal.floored(row, used, 100)))
     return out
 
 
@@ -120,13 +126,13 @@ def evaluate_model(model_path, data, chunk_ids):
     print(f"{model_path}: vectors ready ({perf})", flush=True)
     floors_record = fl.calibrate_floors(qa.make_set("rule-floors", data.questions("val"), chunk_ids), space)
     space.refresh_from_db()
-    floors = (space.similarity_floor, space.keyword_floor, space.semantic_only_floor)
+    floors = (space.similarity_floor, space.keyword_floor, space.semantic_only_floor, space.vector_gap_floor)
     print(f"  floors {floors}", flush=True)
     val = rows_for(space, "rule-val", data.questions("val"), chunk_ids)
     test = rows_for(space, "rule-test", data.questions("test"), chunk_ids)
     info = ChunkInfo()
     probes = fl.probe_queries()
-    out = {"model": model_path, "floors": dict(zip(("similarity", "keyword", "semantic_only"), floors)),
+    out = {"model": model_path, "floors": dict(zip(("similarity", "keyword", "semantic_only", "vector_gap"), floors)),
            "floors_record": floors_record, "val_questions": len(val), "test_questions": len(test),
            "probes": len(probes), "probes_turned_away": probes_turned_away(space, probes, floors), "rules": {}}
     vector_only = cal.point("rrf", 1.0, 60, 100)
@@ -134,11 +140,12 @@ def evaluate_model(model_path, data, chunk_ids):
     out["vector_alone_test"] = test_scores(vector_only, test, info, (floors[0], None, None))
     for name, rule in RULES.items():
         use_rule(rule)
-        decided = cal.decide(list(cal.grid_points()), cal.GridScores(val, info, floors=floors))
+        used = floors if name in WITH_GAP else floors[:3]
+        decided = cal.decide(list(cal.grid_points()), cal.GridScores(val, info, floors=used))
         chosen = decided["chosen"]
         out["rules"][name] = {"chosen": {k: chosen[k] for k in ("fusion", "rrf_k", "vector_share",
                                                                  "candidate_depth", "adopted_grid_best")},
-                              "val_MRR@10": chosen["score"], "test": test_scores(chosen, test, info, floors)}
+                              "val_MRR@10": chosen["score"], "test": test_scores(chosen, test, info, used)}
         print(f"  {name:8} val {chosen['score']:.4f}  test {out['rules'][name]['test']}", flush=True)
     print(f"  vector alone (similarity floor) test {out['vector_alone_test']}; probes turned away "
           f"{out['probes_turned_away']} of {len(probes)}", flush=True)

@@ -56,6 +56,11 @@ class EmbeddingSpace(models.Model):
         _("semantic-only floor"), null=True, blank=True,
         help_text=_("In hybrid search, a passage found by meaning alone (no keyword hit above the keyword floor) "
                     "must be at least this similar (calibrated; empty: the similarity floor)."))
+    vector_gap_floor = models.FloatField(
+        _("clear-winner gap"), null=True, blank=True,
+        help_text=_("In hybrid search, a query whose most similar passage is more similar than its 10th by at "
+                    "least this much keeps every neighbour above the similarity floor: the semantic-only floor "
+                    "applies only to queries without such a clear winner (calibrated; empty: to every query)."))
     keyword_floor = models.FloatField(
         _("keyword floor"), null=True, blank=True,
         help_text=_("Share (0–1) of the query's weight a keyword hit must contain to be a result (calibrated "

@@ -40,6 +40,7 @@ def test_the_calibrated_default_space_admits_nothing_found(client):
     # the three floors, each keeping the set's answers
     assert space.similarity_floor and space.keyword_floor and space.semantic_only_floor
     assert space.semantic_only_floor >= space.similarity_floor
+    assert space.vector_gap_floor is not None  # a clear winner lifts the semantic-only floor
     assert record["vector"]["answers_kept"] >= 0.98 and record["keyword"]["answers_kept"] >= 0.98
     assert record["semantic_only"]["answers_admitted_by_hybrid"] >= 0.9
 

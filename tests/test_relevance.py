@@ -179,6 +179,30 @@ def test_a_vector_neighbour_above_the_floor_is_a_result(corpus):
     assert codes(hybrid) == [corpus["vpn"].code]
 
 
+def test_a_query_with_a_clear_winner_is_spared_the_semantic_only_floor(corpus):
+    """No keyword evidence at all and a semantic-only floor nothing reaches: the
+    neighbours are results only when the query's best one stands out from the rest
+    by the space's clear-winner gap — in search and in the calibration alike."""
+    from search.evaluation import calibration
+    from search.services import relevance
+
+    space = spaces.active_space()
+    root = f.user("root", is_superuser=True)
+    neighbours = run_search(root, "VPN client", "vector").ranked  # no floors yet: every chunk, best first
+    gap = relevance.vector_gap(neighbours)
+    assert gap > 0
+    space.similarity_floor, space.keyword_floor, space.semantic_only_floor = -1.0, 1.01, 0.9999
+    for gap_floor, found in ((gap - 1e-6, True), (gap + 1e-6, False), (None, False)):
+        space.vector_gap_floor = gap_floor
+        space.save()
+        hybrid = run_search(root, "VPN client", "hybrid")
+        assert (hybrid.total_documents > 0) == found, gap_floor
+        row = (None, neighbours, [], {})
+        vector, _ = calibration.floored(row, (-1.0, 1.01, 0.9999, gap_floor))
+        assert bool(vector) == found
+    assert codes(run_search(root, "VPN client", "hybrid")) == [] and space.vector_gap_floor is None
+
+
 def test_the_only_answer_hidden_from_the_user_means_nothing_found_and_a_sign_in_hint(corpus):
     space = spaces.active_space()
     space.similarity_floor, space.keyword_floor = 0.99, 0.5
@@ -214,6 +238,8 @@ def test_calibrated_floors_keep_the_sets_answers(corpus):
     record = floors.calibrate_floors(EvaluationSet.objects.get(pk=s.pk), space)
     space.refresh_from_db()
     assert space.similarity_floor == record["vector"]["floor"] and space.keyword_floor == record["keyword"]["floor"]
+    assert space.vector_gap_floor == record["vector_gap"]["floor"] is not None  # above most probes' gaps
+    assert record["vector_gap"]["probes_with_clear_winner"] <= 0.1
     assert record["vector"]["answers_kept"] == 1.0 and record["keyword"]["answers_kept"] == 1.0
     assert space.calibration["floors"]["set"] == "floors-set"
     root = f.user("root", is_superuser=True)

@@ -36,7 +36,7 @@ from search.evaluation import metrics as m
 from search.evaluation.runner import ChunkInfo, evaluation_scope, ranking_for, relevance
 from search.models import EmbeddingSpace
 from search.services import fusion, keyword_index
-from search.services.relevance import admitted_by_meaning, keyword_coverage
+from search.services.relevance import admitted_by_meaning, keyword_coverage, semantic_only_bar
 
 VECTOR_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 RRF_KS = (10, 30, 60, 100)
@@ -79,7 +79,7 @@ def floored(row: tuple, floors: tuple, per_mode: int | None = None) -> tuple[lis
     (similarity, keyword, semantic-only; search.services.relevance)."""
     _, vector, keyword, covered, *_ = row
     similarity_floor, keyword_floor, *rest = floors
-    semantic_only = rest[0] if rest else None
+    semantic_only = semantic_only_bar(vector, rest[0] if rest else None, rest[1] if len(rest) > 1 else None)
     vector, keyword = vector[:per_mode], keyword[:per_mode]
     if similarity_floor is not None:
         vector = [(c, s) for c, s in vector if s >= similarity_floor]
@@ -234,7 +234,8 @@ def calibrate(evaluation_set, space: EmbeddingSpace, *, user=None, metric: str =
     if any(not item.relevant_chunks for item, *_ in collected):
         info.load({c for _, v, k, *_ in collected for c, _ in v + k})
     record = choose(collected, info, metric=metric, eval_depth=eval_depth, shares=shares, rrf_ks=rrf_ks,
-                    depths=depths, floors=(space.similarity_floor, space.keyword_floor, space.semantic_only_floor))
+                    depths=depths, floors=(space.similarity_floor, space.keyword_floor, space.semantic_only_floor,
+                                            space.vector_gap_floor))
     record.update({"set": evaluation_set.name, "source": "this portal", "calibrated_at": timezone.now().isoformat(),
                    "retrieval_s": round(retrieval_s, 2),
                    "grid_s": round(time.perf_counter() - started - retrieval_s, 2)})

@@ -41,7 +41,7 @@ from search.models import EmbeddingSpace
 from search.services import encoders, keyword_index
 from search.services.embedding import vector_literal
 from search.services.filters import SearchScope
-from search.services.relevance import keyword_coverage
+from search.services.relevance import GAP_RANK, keyword_coverage, vector_gap
 from search.services.retrieval import vector_candidates
 
 ANSWER_LOSS = 0.02
@@ -144,16 +144,39 @@ def near_miss_similarities(evaluation_set, space: EmbeddingSpace, scope: SearchS
     return out
 
 
-def probe_scores(space: EmbeddingSpace, scope: SearchScope, probes: list[str]) -> tuple[list, list]:
-    """(best similarity, best keyword coverage among the top keyword hits) per probe."""
-    sims, covs = [], []
+def probe_scores(space: EmbeddingSpace, scope: SearchScope, probes: list[str]) -> tuple[list, list, list]:
+    """(best similarity, best keyword coverage among the top keyword hits, how far
+    the best neighbour stands out from the GAP_RANK-th) per probe."""
+    sims, covs, gaps = [], [], []
     for probe in probes:
-        nearest = vector_candidates(space, probe, scope, 1)
+        nearest = vector_candidates(space, probe, scope, GAP_RANK)
         sims.append(nearest[0][1] if nearest else 0.0)
+        gaps.append(vector_gap(nearest))
         hits = keyword_index.keyword_search(probe, scope.allowed_sql, scope.params, limit=20)
         covered = keyword_coverage(probe, [c for c, _ in hits])
         covs.append(max(covered.values(), default=0.0))
-    return sims, covs
+    return sims, covs, gaps
+
+
+def choose_gap_floor(probe_gaps: list[float], query_gaps: list[float], semantic_only_floor) -> dict:
+    """The clear-winner gap: above how far ANY probe's best neighbour stands out (an
+    off-topic query's neighbours sit in a flat band), so that a query with a clear
+    winner is spared the semantic-only floor. Not a 95% quantile as for the other
+    floors: held-out off-topic questions reach the probes' upper gaps (on the
+    sample corpus 0.0276 against a 95% quantile of 0.0244 and a maximum of 0.0277),
+    and this floor alone would let them through. Reports the share of the set's
+    questions that have one."""
+    if semantic_only_floor is None or not probe_gaps:
+        return {"floor": None, "reason": "no semantic-only floor" if semantic_only_floor is None else "no probes"}
+    floor = math.ceil((max(probe_gaps) + 1e-6) * 10_000) / 10_000
+    return {"floor": floor, "probes": len(probe_gaps),
+            "probes_with_clear_winner": round(float(np.mean(np.asarray(probe_gaps) >= floor)), 4),
+            "questions_with_clear_winner": round(float(np.mean(np.asarray(query_gaps) >= floor)), 4)
+            if query_gaps else None}
+
+
+def query_gaps(evaluation_set, space: EmbeddingSpace, scope: SearchScope) -> list[float]:
+    return [vector_gap(vector_candidates(space, item.query, scope, GAP_RANK)) for item in _usable(evaluation_set)]
 
 
 def choose_semantic_only(near_misses: list[float], answers: list[tuple], similarity_floor, keyword_floor) -> dict:
@@ -182,7 +205,7 @@ def calibrate_floors(evaluation_set, space: EmbeddingSpace, *, user=None, save: 
 
     scope = evaluation_scope(user)
     answers = answer_scores(evaluation_set, space, progress)
-    probe_sims, probe_covs = probe_scores(space, scope, probe_queries())
+    probe_sims, probe_covs, probe_gaps = probe_scores(space, scope, probe_queries())
     vector = choose_floor([s for s, _ in answers if s is not None], probe_sims)
     keyword = choose_floor([c for _, c in answers if c is not None], probe_covs, cap=KEYWORD_FLOOR_CAP)
     record = {
@@ -191,11 +214,14 @@ def calibrate_floors(evaluation_set, space: EmbeddingSpace, *, user=None, save: 
         "semantic_only": choose_semantic_only(near_miss_similarities(evaluation_set, space, scope), answers,
                                               vector["floor"], keyword["floor"]),
     }
+    record["vector_gap"] = choose_gap_floor(probe_gaps, query_gaps(evaluation_set, space, scope),
+                                            record["semantic_only"]["floor"])
     if save:
         calibration = dict(space.calibration or {}, floors=record)
         EmbeddingSpace.objects.filter(pk=space.pk).update(
             similarity_floor=vector["floor"], keyword_floor=keyword["floor"],
-            semantic_only_floor=record["semantic_only"]["floor"], calibration=calibration)
+            semantic_only_floor=record["semantic_only"]["floor"], vector_gap_floor=record["vector_gap"]["floor"],
+            calibration=calibration)
         space.refresh_from_db()
     return record
 
@@ -215,4 +241,8 @@ def floors_table(record: dict) -> str:
         lines.append(f"  semantic-only floor (hybrid, no keyword evidence): {so['floor']:.4f} — above the nearest wrong "
                      f"passage for 95% of {so['near_misses']} questions; hybrid still admits "
                      f"{so['answers_admitted_by_hybrid']:.1%} of the answers")
+    gap = record.get("vector_gap") or {}
+    if gap.get("floor") is not None:
+        lines.append(f"  clear-winner gap (lifts the semantic-only floor): {gap['floor']:.4f} — above 95% of "
+                     f"{gap['probes']} probes; {gap['questions_with_clear_winner']:.1%} of the questions have one")
     return "\n".join(lines)

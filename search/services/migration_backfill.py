@@ -93,6 +93,7 @@ def run_batches(migration: SpaceMigration, token: str, check, *, deadline: float
     started, passed = time.monotonic(), 0
     total = migration.done_chunks + remaining(space, cursor)
     for number in range(10**9):
+        step_began = time.monotonic()
         check()
         batch = next_batch(space, cursor, settings.MIGRATION_BATCH)
         if not batch:
@@ -100,7 +101,9 @@ def run_batches(migration: SpaceMigration, token: str, check, *, deadline: float
         have = set(ChunkEmbedding.objects.filter(space=space, chunk_id__in=[c.pk for c in batch])
                    .values_list("chunk_id", flat=True))
         encoded = [c for c in batch if c.pk not in have]
+        began = time.monotonic()
         vectors = encode(space, encoded) if encoded else None
+        encode_seconds = time.monotonic() - began
         check()
         passed += len(batch)
         elapsed = time.monotonic() - started
@@ -108,6 +111,9 @@ def run_batches(migration: SpaceMigration, token: str, check, *, deadline: float
         if number and number % RECOUNT_EVERY == 0:
             total = migration.done_chunks + passed + remaining(space, batch[-1].pk)
         result = write_batch(migration.pk, token, space, cursor, batch, encoded, vectors, total=total, rate=rate)
+        # where a batch's time goes (bench/migration.py sums these: the encoding's share)
+        log.info("backfill batch: %d chunks, %d encoded in %.3f s, batch done in %.3f s", len(batch),
+                 len(encoded), encode_seconds, time.monotonic() - step_began)
         cursor = result["cursor"]
         total = result["total"]
         if time.monotonic() >= deadline:

@@ -89,6 +89,7 @@ def calibrated_copy(space, cal_set, progress=None):
     copy.similarity_floor = record["vector"]["floor"]
     copy.keyword_floor = record["keyword"]["floor"]
     copy.semantic_only_floor = record["semantic_only"]["floor"]
+    copy.vector_gap_floor = record["vector_gap"]["floor"]
     chosen = calibration.calibrate(cal_set, copy, save=False, progress=progress)["chosen"]
     for field in ("fusion", "vector_weight", "keyword_weight", "rrf_k", "candidate_depth"):
         setattr(copy, field, chosen[field])
@@ -154,7 +155,8 @@ def _space_summary(space, run) -> dict:
 
 def _settings_of(space) -> dict:
     return {"similarity_floor": space.similarity_floor, "keyword_floor": space.keyword_floor,
-            "semantic_only_floor": space.semantic_only_floor, "fusion": space.fusion,
+            "semantic_only_floor": space.semantic_only_floor, "vector_gap_floor": space.vector_gap_floor,
+            "fusion": space.fusion,
             "vector_weight": space.vector_weight, "keyword_weight": space.keyword_weight, "rrf_k": space.rrf_k,
             "candidate_depth": space.candidate_depth}
 

@@ -7,7 +7,9 @@
   topic (another procedure, another policy) as close to a query as its answer,
   so in hybrid search a vector neighbour with no keyword evidence (not a keyword
   hit above the keyword floor) must also reach the `semantic_only_floor` — set
-  above what the nearest wrong documents reach on the evaluation set.
+  above what the nearest wrong documents reach on the evaluation set — unless
+  the query has a clear winner (its best neighbour more similar than its 10th
+  by the `vector_gap_floor`, which off-topic probes do not reach).
 - **Keyword side:** BM25 ranks any chunk sharing one syllable with the query,
   and Vietnamese syllables are shared by many words ("trình" in "quy trình"
   and "giải trình"). A keyword hit must match query syllables carrying at
@@ -31,6 +33,7 @@ from search.models import EmbeddingSpace, KeywordStats, KeywordTerm
 from search.services.matching import QueryMatcher, exact_syllables
 
 Ranked = list[tuple[int, float]]
+GAP_RANK = 10  # a clear winner is measured against the query's 10th neighbour
 FOLD_PREFIX = "~"  # the keyword index's folded terms (search.services.keyword_index)
 
 
@@ -42,9 +45,32 @@ def above_similarity_floor(space: EmbeddingSpace | None, ranked: Ranked) -> Rank
 def hybrid_vector_side(space: EmbeddingSpace | None, vector: Ranked, keyword_hits: Ranked) -> Ranked:
     """The vector side as hybrid search admits it (module docstring): above the
     similarity floor, and above the semantic-only floor unless the chunk is also
-    one of `keyword_hits` (the keyword side, already floored)."""
-    floor = space.semantic_only_floor if space is not None else None
+    one of `keyword_hits` (the keyword side, already floored) or the query has a
+    clear winner. `vector`: the unfloored neighbours, best first."""
+    if space is None:
+        return vector
+    floor = semantic_only_bar(vector, space.semantic_only_floor, space.vector_gap_floor)
     return admitted_by_meaning(above_similarity_floor(space, vector), keyword_hits, floor)
+
+
+def vector_gap(vector: Ranked) -> float:
+    """How far the query's best neighbour stands out: its similarity minus its
+    GAP_RANK-th's (`vector` best first)."""
+    if not vector:
+        return 0.0
+    return vector[0][1] - vector[min(GAP_RANK, len(vector)) - 1][1]
+
+
+def semantic_only_bar(vector: Ranked, semantic_only_floor: float | None, vector_gap_floor: float | None):
+    """The semantic-only floor as it applies to this query. A query about something
+    the corpus holds has a clear winner: its best neighbour stands out from the
+    next ones, where an off-topic query's neighbours sit in a flat band. Such a
+    query keeps its neighbours above the similarity floor, ranked by fusion like
+    any result; without a clear winner the floor applies passage by passage
+    (docs/decisions.md, "A clear winner lifts the semantic-only floor")."""
+    if semantic_only_floor is None or vector_gap_floor is None:
+        return semantic_only_floor
+    return None if vector_gap(vector) >= vector_gap_floor else semantic_only_floor
 
 
 def admitted_by_meaning(vector: Ranked, keyword_hits: Ranked, semantic_only_floor: float | None) -> Ranked:
