@@ -28,7 +28,9 @@ Measured in one run, in this order:
    windows included) over the first --encode-sample chunks in batches of
    PORTAL_MIGRATION_BATCH, model loaded beforehand, torch on all cores (as in a
    worker): chunks/s; measured again after the backfill, and the backfill is
-   compared with the mean of the two;
+   compared with the mean of the two; the worker also logs each batch's encoding
+   and total time, summed here (the encoding's share of the backfill, which does
+   not drift with the machine's speed as the raw figure does);
 2. search before: run_search(member, question, "hybrid") for the vicov19qa
    test questions, one thread (the web setting), every query encoded (the query
    cache emptied), started at --search-rate a second (open loop; 0: back to
@@ -51,6 +53,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -173,12 +176,30 @@ def search_pass(user, questions: list[str], pacer: Pacer | None = None) -> list[
 
 def start_worker(database: str, encode_threads: int) -> subprocess.Popen:
     env = {**os.environ, "PORTAL_DATABASE_NAME": database, "PORTAL_TASK_QUEUE": QUEUE,
-           "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_LOG_LEVEL": "WARNING",
+           "DJANGO_SETTINGS_MODULE": "portal.settings", "PORTAL_LOG_LEVEL": "INFO",  # the batch timings
            "PORTAL_MIGRATION_ENCODE_THREADS": str(encode_threads)}
     log_file = open(OUT_DIR / "migration-worker.log", "w")
     return subprocess.Popen([str(ROOT / ".venv/bin/celery"), "-A", "portal", "worker", "-n", "bench-embed@%h",
-                             "-Q", f"{QUEUE}.embed,{QUEUE}", "--concurrency", "1", "-l", "warning"],
+                             "-Q", f"{QUEUE}.embed,{QUEUE}", "--concurrency", "1", "-l", "info"],
                             cwd=ROOT, env=env, stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+BATCH_LINE = re.compile(r"backfill batch: (\d+) chunks, (\d+) encoded in ([\d.]+) s, batch done in ([\d.]+) s")
+
+
+def batch_timings(backfill_seconds: float) -> dict:
+    """The worker's own account of its batches (search.services.migration_backfill logs
+    each): how much of the backfill's time went to encoding. Both sides are measured
+    at the same moments, so unlike the raw figure this share does not depend on how
+    fast the machine happens to be that minute."""
+    rows = [tuple(float(x) for x in m.groups())
+            for m in BATCH_LINE.finditer((OUT_DIR / "migration-worker.log").read_text(errors="replace"))]
+    if not rows:
+        return {}
+    encode_s, batch_s = sum(r[2] for r in rows), sum(r[3] for r in rows)
+    return {"batches": len(rows), "chunks": int(sum(r[0] for r in rows)), "encode_seconds": round(encode_s, 1),
+            "batch_seconds": round(batch_s, 1), "encode_share_of_batches": round(encode_s / batch_s, 3),
+            "encode_share_of_backfill": round(encode_s / backfill_seconds, 3)}
 
 
 def stop_worker(proc: subprocess.Popen) -> None:
@@ -366,6 +387,7 @@ def main() -> None:
                        "raw_chunks_per_s_mean": round(raw_mean, 2), "backfill_seconds": round(backfill_s, 1),
                        "backfill_chunks_per_s": round(migration.total_chunks / backfill_s, 2),
                        "backfill_vs_raw": round(migration.total_chunks / backfill_s / raw_mean, 3),
+                       "worker_batches": batch_timings(backfill_s),
                        "index_build_seconds": round(index_s, 1), "target_rows": target_rows,
                        "target_windows_per_chunk": round(target_rows / migration.total_chunks, 3)},
         "search_ms": {"before": pct(before_times), **{state: pct(times) for state, times in during.items()}},
