@@ -321,6 +321,30 @@ CHAT_RETRIES = env.env_int("PORTAL_CHAT_RETRIES", 2,
                            "Retries of a chat request after a timeout, a refused connection, 429 or 5xx.",
                            minimum=0, maximum=10)
 
+# --- answers with citations (issue 13) ------------------------------------------
+# A chat endpoint of its own, not PORTAL_CHAT_URL: turning on synthetic training
+# queries must not also send every asker's passages to that server, and a person
+# waiting for an answer needs a short timeout and no retries (docs/decisions.md).
+ANSWER_CHAT_URL = env.env_http_url(
+    "PORTAL_ANSWER_CHAT_URL", "Base URL of an OpenAI-compatible chat endpoint (e.g. http://llm.internal:8080/v1) "
+    "that writes answers to employees' questions from the passages they may read. Unset: answers are extracted "
+    "from the passages (offline). The asker's passages are sent to it.")
+ANSWER_CHAT_MODEL = env.env_str("PORTAL_ANSWER_CHAT_MODEL", None,
+                                "Model name sent to the answer chat endpoint (needed with PORTAL_ANSWER_CHAT_URL).")
+ANSWER_CHAT_API_KEY = env.env_str("PORTAL_ANSWER_CHAT_API_KEY", None,
+                                  "Bearer key for the answer chat endpoint (unset: none sent).")
+ANSWER_CHAT_TIMEOUT = env.env_float(
+    "PORTAL_ANSWER_CHAT_TIMEOUT", 20.0,
+    "Seconds one answer may take from the chat endpoint, all of it (connecting, waiting, reading); "
+    "then the extracted answer is given with a notice.", minimum=0.1, maximum=300)
+ANSWER_SOURCES = env.env_int(
+    "PORTAL_ANSWER_SOURCES", 5,
+    "Passages (best first, among those that pass the space's relevance floors) an answer is written from.",
+    minimum=1, maximum=20)
+if ANSWER_CHAT_URL and not ANSWER_CHAT_MODEL:
+    env.ERRORS.append("PORTAL_ANSWER_CHAT_MODEL: PORTAL_ANSWER_CHAT_URL is set but names no model; "
+                      "set the model the endpoint serves")
+
 # --- Django -----------------------------------------------------------------
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -341,6 +365,7 @@ INSTALLED_APPS = [
     "search",
     "search.evaluation",
     "finetune",
+    "answers",
 ]
 
 MIDDLEWARE = [
@@ -434,6 +459,8 @@ REST_FRAMEWORK = {
         "search": env.env_rate("PORTAL_API_SEARCH_RATE", "120/min", "Search API throttle per client."),
         "search_page": env.env_rate("PORTAL_SEARCH_PAGE_RATE", "60/min",
                                     "Portal search page: searches per signed-in user, or per address when anonymous."),
+        "answer": env.env_rate("PORTAL_API_ANSWER_RATE", "30/min",
+                               "Answer API throttle per client (each answer may call the chat model)."),
     },
 }
 SPECTACULAR_SETTINGS = {
