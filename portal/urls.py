@@ -13,6 +13,7 @@ urlpatterns = [
     path("api/v1/", include("documents.api_urls")),
     path("api/v1/", include("search.api_urls")),
     path("api/v1/", include("finetune.api_urls")),
+    path("api/v1/", include("answers.api_urls")),
     path("", include("portal.portal_urls")),
     path("", include("documents.urls")),
     path("", include("search.urls")),
