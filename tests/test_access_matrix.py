@@ -6,7 +6,9 @@ Adding an endpoint is one line in one of the tables below:
   principal may see, 404 for one it may not (exactly like a missing one).
 - LISTING_ENDPOINTS: a page or API list; it names exactly the visible documents.
 - SEARCH_ENDPOINTS: a search, run in every mode; each document is found by its
-  own text iff it is visible, and nothing invisible is ever found.
+  own text iff it is visible, and nothing invisible is ever found. The answer
+  API is one (found: cited); tests/test_answer_access.py also checks what
+  reaches the chat model.
 - STAFF_ENDPOINTS: staff-only API endpoints that return content gathered with
   someone's access (fine-tuning datasets); every principal of the matrix is
   refused except the superuser (tests/test_finetune_dataset_api.py covers staff
@@ -148,9 +150,18 @@ def _portal_search(p, query, mode):
     return linked_ids(r'href="/search/open/\d+/(\d+)/"', response.content.decode()), None
 
 
+def _api_answer(p, query, mode):
+    """The answer API (always hybrid: `mode` does not apply): the documents its
+    citations name. Offline here (no chat endpoint): the extracted answer."""
+    response = p.portal.post("/api/v1/answer", json.dumps({"question": query}), content_type="application/json")
+    assert response.status_code == 200, response.content
+    return {c["document"]["id"] for c in response.json()["citations"]}, None
+
+
 SEARCH_ENDPOINTS = [
     SearchEndpoint("API search", "api", _api_search),
     SearchEndpoint("portal search page", "portal", _portal_search),
+    SearchEndpoint("API answer", "api", _api_answer),
 ]
 MODES = ["vector", "keyword", "hybrid", "rerank"]
 

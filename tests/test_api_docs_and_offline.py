@@ -89,17 +89,21 @@ def test_schema_generates_without_warnings(tmp_path):
     unresolvable serializers…) into an error."""
     call_command("spectacular", "--validate", "--fail-on-warn", "--file", str(tmp_path / "schema.yaml"))
     assert "/api/v1/search:" in (tmp_path / "schema.yaml").read_text()
+    assert "/api/v1/answer:" in (tmp_path / "schema.yaml").read_text()
 
 
 @pytest.mark.django_db
 def test_schema_lists_one_path_per_endpoint_and_the_other_spelling_still_answers():
     schema = Client().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
     paths = set(schema["paths"])
-    assert {"/api/v1/search", "/api/v1/feedback"} <= paths
+    assert {"/api/v1/search", "/api/v1/feedback", "/api/v1/answer"} <= paths
     assert not {p.rstrip("/") for p in paths if p.endswith("/")} & {p for p in paths if not p.endswith("/")}
     operation_ids = [op["operationId"] for item in schema["paths"].values() for op in item.values()
                      if isinstance(op, dict) and "operationId" in op]
     assert len(operation_ids) == len(set(operation_ids))
     for spelling in ("/api/v1/search", "/api/v1/search/"):  # a POST cannot follow a redirect: both answer
         response = Client().post(spelling, {"query": "x", "mode": "keyword"}, content_type="application/json")
+        assert response.status_code == 200, response.content
+    for spelling in ("/api/v1/answer", "/api/v1/answer/"):
+        response = Client().post(spelling, {"question": "x"}, content_type="application/json")
         assert response.status_code == 200, response.content

@@ -37,6 +37,16 @@ def test_documents_and_search_never_import_finetune():
     assert offenders == []
 
 
+def test_documents_and_search_never_import_answers():
+    """Answers build on search (its entry point, the access function, the floors), never the other way round."""
+    offenders = [f"{path.relative_to(ROOT)}:{line} imports {module}"
+                 for app in ("documents", "search")
+                 for path in sorted((ROOT / app).rglob("*.py"))
+                 for line, module in _imported_modules(path)
+                 if module == "answers" or module.startswith("answers.")]
+    assert offenders == []
+
+
 def test_the_scan_sees_function_level_imports(tmp_path):
     sample = tmp_path / "x.py"
     sample.write_text("def f():\n    from search.services.spaces import space_for\n")

@@ -24,11 +24,18 @@ def run_check(**env):
     ("CELERY_BROKER_URL", "kafka://x", "unsupported broker scheme"),
     ("PORTAL_LANGUAGE", "fr", "must be one of vi, en"),
     ("PORTAL_CHAT_URL", "ftp://llm.internal/v1", "expected an http:// or https:// URL"),
+    ("PORTAL_ANSWER_CHAT_URL", "llm.internal/v1", "expected an http:// or https:// URL"),
+    ("PORTAL_ANSWER_CHAT_TIMEOUT", "0", "must be >= 0.1"),
 ])
 def test_a_bad_value_fails_the_system_check_with_its_name(name, value, reason):
     result = run_check(**{name: value})
     assert result.returncode != 0
     assert "portal.E001" in result.stderr and name in result.stderr and reason in result.stderr
+
+
+def test_an_answer_endpoint_without_a_model_fails_the_check():
+    result = run_check(PORTAL_ANSWER_CHAT_URL="http://llm.internal:8080/v1")
+    assert result.returncode != 0 and "PORTAL_ANSWER_CHAT_MODEL" in result.stderr
 
 
 def test_the_default_configuration_passes_the_check():
