@@ -280,3 +280,12 @@ def test_the_offline_answer_is_what_the_service_gives_when_no_endpoint_is_set(se
 
 def test_the_answer_service_without_a_user_is_anonymous(corpus):
     assert answer_question(None, QUESTION).kind == answer_question(AnonymousUser(), QUESTION).kind == "not_found"
+
+
+def test_the_answer_log_is_for_superusers_only_in_admin(corpus, employee):
+    answer_question(employee, QUESTION, via="api")
+    root = f.user("root", is_superuser=True, is_staff=True)
+    page = _signed_in(root).get("/admin/answers/answerlog/")
+    assert page.status_code == 200 and QUESTION in page.content.decode()
+    staff = f.user("operator", is_staff=True)
+    assert _signed_in(staff).get("/admin/answers/answerlog/").status_code == 403
