@@ -41,7 +41,9 @@ from .fidelity_texts import INLINE_TEXTS, near_limit_passages
 
 ProgressFn = Callable[[str], None]
 PROBE_TEXTS = ("Hà Nội có bao nhiêu quận?", "Nhân viên được nghỉ phép năm 12 ngày có hưởng lương.")
-QUANTISED_OPS = ("MatMul", "Gemm", "Gather")  # Gather: the word-embedding matrix, most of a small model
+# Gather: the word-embedding matrix, most of a small model's weights. Per channel: on e5-small
+# the mean cosine to PyTorch rose from 0.987 to 0.996 (min 0.964 -> 0.978) over per tensor.
+QUANTISED_OPS = ("MatMul", "Gemm", "Gather")
 VERSIONS_OF = ("torch", "onnxruntime", "onnx", "sentence-transformers", "transformers")
 
 
@@ -129,7 +131,7 @@ def _quantise(fp32: Path, folder: Path, progress: ProgressFn) -> None:
     root.addFilter(advice)
     try:
         quantize_dynamic(str(fp32 / "model.onnx"), str(folder / "model.onnx"), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(QUANTISED_OPS))
+                         op_types_to_quantize=list(QUANTISED_OPS), per_channel=True)
     finally:
         root.removeFilter(advice)
     for item in fp32.iterdir():
@@ -185,7 +187,7 @@ def _manifest(model, model_path: Path, folder: Path, variant: str, names: list[s
         "inputs": names, "output": "sentence_embedding", "max_seq_length": int(model.max_seq_length or 512),
         "do_lower_case": bool(getattr(model[0], "do_lower_case", False)),
         "dimension": int(model.get_embedding_dimension()), "normalize_checked": normalize,
-        "quantisation": f"dynamic, int8 weights of {', '.join(QUANTISED_OPS)} (onnxruntime.quantization)" if variant == "int8" else None,
+        "quantisation": f"dynamic, int8 per-channel weights of {', '.join(QUANTISED_OPS)} (onnxruntime.quantization)" if variant == "int8" else None,
         "files": files, "fidelity": fidelity, "export_seconds": round(seconds, 2),
         "probe": {"texts": probe, "vectors": np.asarray(vectors, dtype=np.float32).round(7).tolist()},
         "versions": _versions(),
