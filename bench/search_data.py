@@ -112,14 +112,15 @@ COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4,
 COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 
 
-def embedding_copy_block(vectors: np.ndarray, start: int, space_id: int) -> bytes:
-    """Binary COPY rows for chunk ids start+1 … start+len(vectors)."""
+def embedding_copy_block(vectors: np.ndarray, start: int, space_id: int, id_offset: int = 0) -> bytes:
+    """Binary COPY rows for chunk ids start+1 … start+len(vectors) (row ids shifted
+    by `id_offset`, for a second space's rows of the same chunks)."""
     n, dim = vectors.shape
     rows = np.zeros(n, dtype=embedding_copy_rows(dim))
     ids = np.arange(start + 1, start + n + 1, dtype=np.int64)
     rows["nfields"] = 5
     rows["l_id"] = rows["l_chunk"] = rows["l_space"] = rows["l_doc"] = 8
-    rows["id"] = ids
+    rows["id"] = ids + id_offset
     rows["chunk"] = ids
     rows["space"] = space_id
     rows["doc"] = (ids - 1) // CHUNKS_PER_DOCUMENT + 1

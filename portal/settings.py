@@ -254,6 +254,11 @@ MIGRATION_INDEX_MEMORY = env.env_str(
     "PORTAL_MIGRATION_INDEX_MEMORY", "256MB",
     "maintenance_work_mem of the session that builds a target space's HNSW index (a graph that fits is built "
     "much faster).")
+MIGRATION_INDEX_WORKERS = env.env_int(
+    "PORTAL_MIGRATION_INDEX_WORKERS", 0,
+    "Parallel workers (max_parallel_maintenance_workers) that help build a target space's HNSW index, besides "
+    "the building session itself. 0 keeps the build on one core, so searches served by the same database "
+    "keep theirs; raise it on a database server with cores to spare for a faster build.", minimum=0, maximum=64)
 
 # --- ingestion --------------------------------------------------------------
 UPLOAD_MAX_BYTES = env.env_int("PORTAL_UPLOAD_MAX_BYTES", 50 * 1024 * 1024,

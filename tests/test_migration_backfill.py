@@ -186,6 +186,29 @@ def test_an_invalid_index_left_by_a_failed_build_is_dropped_and_rebuilt(world):
     assert MigrationStep.INVALID_INDEX_DROPPED in [e["step"] for e in migration.history]
 
 
+def test_the_index_build_uses_the_configured_parallel_workers_and_then_resets_the_session(world, settings):
+    source, target, _ = world
+    _backfilled(target)
+    with connection.cursor() as cur:
+        cur.execute("SHOW max_parallel_maintenance_workers")
+        server_default = cur.fetchone()[0]
+    settings.MIGRATION_INDEX_WORKERS = 3
+    seen = []
+
+    def during_build(pid):
+        if pid is not None:
+            with connection.cursor() as cur:
+                cur.execute("SHOW max_parallel_maintenance_workers")
+                seen.append(cur.fetchone()[0])
+
+    space_index.build(target, on_start=during_build)
+    assert seen == ["3"]
+    assert space_index.index_state(target) == space_index.VALID
+    with connection.cursor() as cur:  # the worker's connection serves other tasks afterwards
+        cur.execute("SHOW max_parallel_maintenance_workers")
+        assert cur.fetchone()[0] == server_default
+
+
 def test_a_failed_build_fails_the_migration_and_leaves_no_invalid_index(world):
     source, target, _ = world
     migration = _backfilled(target)
