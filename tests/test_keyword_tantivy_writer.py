@@ -1,0 +1,219 @@
+"""The tantivy index kept from PostgreSQL's change log (issue 12): every write
+path reaches the index through the triggers (ORM save, bulk update, m2m, delete,
+raw SQL), an access change hides a result at once (the SQL check) before the
+writer runs, rebuild and verify, a writer that crashes mid-batch (nothing lost,
+nothing doubled), a transaction that commits late under an older id, the lag
+report and pruning. Committed transactions (the writer sees only those)."""
+from __future__ import annotations
+
+import hashlib
+import itertools
+
+import psycopg
+import pytest
+from django.contrib.auth.models import AnonymousUser
+from django.core.management import call_command
+from django.db import connection
+from tantivy import Query
+
+from documents.models import Chunk, Department, Document, Tag
+from search.keyword_models import KeywordChange
+from search.services import keyword_engine
+from search.services.filters import SearchFilters, search_scope
+from search.services.keyword_engine import maintenance, rows, searching, store, writer
+
+pytestmark = pytest.mark.django_db(transaction=True)
+_seq = itertools.count(1)
+
+
+@pytest.fixture(autouse=True)
+def tantivy_engine(settings, tmp_path):
+    settings.KEYWORD_ENGINE = "tantivy"
+    settings.KEYWORD_INDEX_DIR = tmp_path / "keyword-index"
+
+
+def make_doc(*texts: str, level: int = 0, **fields) -> Document:
+    n = next(_seq)
+    doc = Document.objects.create(code=f"TW_{n}", title=f"văn bản {n}", access_level=level, status="ready",
+                                  source_file=f"tw/{n}.txt", original_filename=f"{n}.txt",
+                                  checksum=hashlib.sha256(f"tw{n}".encode()).hexdigest(), **fields)
+    for i, text in enumerate(texts):
+        Chunk.objects.create(document=doc, ordinal=i, text=text, token_count=len(text.split()),
+                             char_start=0, char_end=len(text))
+    return doc
+
+
+def in_index(query: str, user=None, filters=None) -> set[int]:
+    """Documents the index itself returns (no SQL check): what the writer applied."""
+    key = search_scope(user or AnonymousUser(), filters).key_filter
+    ranked = searching.ranked_in_index(store.reader(), query, key, 1000)
+    return set(Chunk.objects.filter(pk__in=[c for c, _ in ranked]).values_list("document_id", flat=True))
+
+
+def entries_per_chunk() -> dict[int, int]:
+    searcher = store.reader().searcher()
+    out = {}
+    for chunk_id in Chunk.objects.values_list("pk", flat=True):
+        out[chunk_id] = len(searcher.search(Query.term_query(store.SCHEMA, "chunk_id", chunk_id), limit=5).hits)
+    return out
+
+
+@pytest.fixture
+def built():
+    doc = make_doc("quy trình nghỉ phép năm", "bảng lương tháng")
+    writer.rebuild()
+    return doc
+
+
+def test_every_write_path_reaches_the_index(built):
+    doc = built
+    # ORM save of a chunk: a new word becomes findable
+    chunk = doc.chunks.get(ordinal=1)
+    chunk.text = "bảng lương và thưởng Tết"
+    chunk.save()
+    # a new document's chunks (ingestion writes them, then marks it ready)
+    new = make_doc("hướng dẫn sao lưu dữ liệu")
+    # bulk update of the access level (an admin action): hidden from anonymous in the index too
+    hidden = make_doc("kế hoạch ngân sách")
+    Document.objects.filter(pk=hidden.pk).update(access_level=3)
+    # m2m: a department and a tag (the tag's parent counts: tags with ancestors)
+    it = Department.objects.create(code="it", name="IT")
+    new.departments.add(it)
+    parent = Tag.objects.create(slug="cong-nghe", name="Công nghệ")
+    child = Tag.objects.create(slug="sao-luu", name="Sao lưu")
+    new.tags.add(child)
+    # raw SQL, past the ORM: a title
+    with connection.cursor() as cur:
+        cur.execute("UPDATE documents_document SET title = 'Cẩm nang an toàn' WHERE id = %s", [doc.pk])
+    assert writer.sync().entries > 0
+
+    assert in_index("thưởng tết") == {doc.pk}
+    assert in_index("sao lưu") == {new.pk}
+    assert in_index("ngân sách") == set()
+    assert in_index("sao lưu", filters=SearchFilters(departments=["it"])) == {new.pk}
+    assert in_index("sao lưu", filters=SearchFilters(tags=["cong-nghe"])) == set()  # not its ancestor yet
+    assert in_index("cam nang an toan") == {doc.pk}
+
+    # a tag moved under another parent: its documents' ancestors change
+    Tag.objects.filter(pk=child.pk).update(parent=parent)
+    # m2m removal, and a document deleted
+    new.departments.remove(it)
+    Document.objects.filter(pk=doc.pk).delete()
+    writer.sync()
+    assert in_index("sao lưu", filters=SearchFilters(tags=["cong-nghe"])) == {new.pk}
+    assert in_index("sao lưu", filters=SearchFilters(departments=["it"])) == set()
+    assert in_index("nghỉ phép") == set()
+    assert maintenance.verify().ok
+
+
+def test_an_access_change_hides_a_result_at_once_before_the_writer_runs(built):
+    scope = search_scope(AnonymousUser())
+    assert keyword_engine.keyword_search("nghỉ phép", scope)
+    Document.objects.filter(pk=built.pk).update(access_level=3)
+    assert in_index("nghỉ phép") == {built.pk}  # the index has not caught up...
+    assert keyword_engine.keyword_search("nghỉ phép", search_scope(AnonymousUser())) == []  # ...the SQL has
+    Chunk.objects.filter(document=built).delete()  # a deleted chunk: same
+    Document.objects.filter(pk=built.pk).update(access_level=0)
+    assert keyword_engine.keyword_search("nghỉ phép", search_scope(AnonymousUser())) == []
+    writer.sync()
+    assert in_index("nghỉ phép") == set()
+
+
+def test_rebuild_verify_and_status(built):
+    out = call_command("keyword_index", "verify")
+    assert out is None  # no CommandError: the copy matches
+    Document.objects.filter(pk=built.pk).update(title="đổi tên")
+    lag = maintenance.status()
+    assert [entry.entries for entry in lag] == [1] and lag[0].local and lag[0].oldest_seconds >= 0
+    writer.sync()
+    assert [entry.entries for entry in maintenance.status()] == [0]
+    # an entry lost from the index is found by verify, and a rebuild repairs it
+    index = store.open_index(store.current_copy())
+    w = index.writer(50_000_000, 1)
+    w.delete_documents_by_term("chunk_id", built.chunks.first().pk)
+    w.commit()
+    del w
+    report = maintenance.verify()
+    assert not report.ok and "1 chunks in the index, 2 in PostgreSQL" in report.problems[0]
+    with pytest.raises(Exception, match="differences"):
+        call_command("keyword_index", "verify")
+    old = store.current_copy()
+    call_command("keyword_index", "rebuild", "--no-progress")
+    assert store.current_copy() != old and not old.exists()  # the old copy's files are gone
+    assert maintenance.verify().ok
+    assert [c.copy_id for c in maintenance.status()] == [store.current_copy().name]
+
+
+@pytest.mark.parametrize("crash_at", ["while adding", "after the commit, before the cursor"])
+def test_a_writer_crash_mid_batch_loses_and_doubles_nothing(built, monkeypatch, crash_at):
+    docs = [make_doc(f"biên bản họp số {n}", f"phụ lục {n}") for n in range(6)]
+    Document.objects.filter(pk=built.pk).update(access_level=1)
+
+    class Crash(Exception):
+        pass
+
+    if crash_at == "while adding":
+        real = rows.chunks_of
+
+        def half_then_crash(ids):
+            return real(ids)[:3] + [None]  # three added, then the process "dies"
+
+        monkeypatch.setattr(rows, "chunks_of", half_then_crash)
+        monkeypatch.setattr(writer, "_apply", _apply_until(writer._apply, Crash))
+    else:
+        monkeypatch.setattr(writer, "_save_cursor", lambda *a, **k: (_ for _ in ()).throw(Crash()))
+    with pytest.raises(Crash):
+        writer.sync(batch=100)
+    monkeypatch.undo()
+    writer.sync(batch=100)
+    assert set(entries_per_chunk().values()) == {1}  # every chunk once: none lost, none doubled
+    assert in_index("biên bản họp") == {d.pk for d in docs}
+    assert in_index("nghỉ phép") == set()  # level 1 now: not for anonymous
+    assert maintenance.verify().ok
+
+
+def _apply_until(apply, crash):
+    def apply_then_crash(w, ids):
+        try:
+            return apply(w, ids)
+        except TypeError:  # the None: the crash, with three documents added but not committed
+            raise crash()
+    return apply_then_crash
+
+
+def test_a_change_committed_late_under_an_older_transaction_is_not_skipped(built):
+    """Transaction A writes first (smaller xid) but commits after B: the writer
+    must not move past A's entry while A runs."""
+    params = connection.get_connection_params()
+    late = make_doc("chưa được ghi")
+    with psycopg.connect(**{k: v for k, v in params.items() if k != "cursor_factory"}) as other:
+        other.execute("UPDATE documents_chunk SET text = 'thông báo tuyển dụng' WHERE document_id = %s", [late.pk])
+        make_doc("lịch trực tuần")  # B: committed while A is open
+        writer.sync()
+        assert in_index("tuyển dụng") == set()
+        assert in_index("lịch trực") == set()  # B waits behind A: applying it would move the cursor past A
+        other.commit()
+    writer.sync()
+    assert in_index("tuyển dụng") == {late.pk}
+    assert in_index("lịch trực") != set()
+
+
+def test_prune_keeps_what_a_copy_still_needs(built):
+    Document.objects.filter(pk=built.pk).update(title="một")
+    writer.sync()
+    Document.objects.filter(pk=built.pk).update(title="hai")
+    assert maintenance.prune() >= 1
+    assert KeywordChange.objects.count() == 1  # not applied yet: kept
+    writer.sync()
+    maintenance.prune()
+    assert KeywordChange.objects.count() == 0
+    assert in_index("hai") == {built.pk}
+
+
+def test_a_copy_unknown_to_the_database_is_built_again(built):
+    from search.keyword_models import KeywordIndexCopy
+
+    KeywordIndexCopy.objects.all().delete()  # forgotten (silent too long): its log may be pruned
+    Document.objects.filter(pk=built.pk).update(title="mới")
+    result = writer.sync()
+    assert result.rebuilt and in_index("mới") == {built.pk}
