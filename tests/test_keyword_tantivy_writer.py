@@ -46,8 +46,9 @@ def make_doc(*texts: str, level: int = 0, **fields) -> Document:
 def in_index(query: str, user=None, filters=None) -> set[int]:
     """Documents the index itself returns (no SQL check): what the writer applied."""
     key = search_scope(user or AnonymousUser(), filters).key_filter
-    ranked = searching.ranked_in_index(store.reader(), query, key, 1000)
-    return set(Chunk.objects.filter(pk__in=[c for c, _ in ranked]).values_list("document_id", flat=True))
+    searcher = store.reader().searcher()
+    hits = searcher.search(searching.bm25_query(query, key), limit=1000).hits
+    return {int(d) for d in searcher.fast_field_values("document_id", [address for _, address in hits])}
 
 
 def entries_per_chunk() -> dict[int, int]:
@@ -65,44 +66,109 @@ def built():
     return doc
 
 
-def test_every_write_path_reaches_the_index(built):
-    doc = built
-    # ORM save of a chunk: a new word becomes findable
+def _raw(sql, *params):
+    with connection.cursor() as cur:
+        cur.execute(sql, params)
+
+
+def _save_chunk(doc):
     chunk = doc.chunks.get(ordinal=1)
     chunk.text = "bảng lương và thưởng Tết"
     chunk.save()
-    # a new document's chunks (ingestion writes them, then marks it ready)
+    return lambda: in_index("thưởng tết") == {doc.pk}
+
+
+def _new_document(doc):
     new = make_doc("hướng dẫn sao lưu dữ liệu")
-    # bulk update of the access level (an admin action): hidden from anonymous in the index too
-    hidden = make_doc("kế hoạch ngân sách")
-    Document.objects.filter(pk=hidden.pk).update(access_level=3)
-    # m2m: a department and a tag (the tag's parent counts: tags with ancestors)
-    it = Department.objects.create(code="it", name="IT")
-    new.departments.add(it)
+    return lambda: in_index("sao lưu") == {new.pk}
+
+
+def _bulk_access_level(doc):
+    Document.objects.filter(pk=doc.pk).update(access_level=3)  # an admin bulk action
+    return lambda: in_index("nghỉ phép") == set()
+
+
+def _owner_on_save(doc, user_model):
+    owner = user_model.objects.create(username="owner", clearance=0)
+    Document.objects.filter(pk=doc.pk).update(access_level=3)
+    writer.sync()
+    doc.refresh_from_db()
+    doc.owner = owner
+    doc.save()
+    return lambda: in_index("nghỉ phép", owner) == {doc.pk} and in_index("nghỉ phép") == set()
+
+
+def _department_added(doc):
+    doc.departments.add(Department.objects.create(code="it", name="IT"))
+    return lambda: in_index("nghỉ phép", filters=SearchFilters(departments=["it"])) == {doc.pk}
+
+
+def _department_removed(doc):
+    doc.departments.add(Department.objects.create(code="it", name="IT"))
+    writer.sync()
+    doc.departments.clear()
+    return lambda: in_index("nghỉ phép", filters=SearchFilters(departments=["it"])) == set()
+
+
+def _tag_added(doc):
+    doc.tags.add(Tag.objects.create(slug="sao-luu", name="Sao lưu",
+                                    parent=Tag.objects.create(slug="cong-nghe", name="Công nghệ")))
+    return lambda: in_index("nghỉ phép", filters=SearchFilters(tags=["cong-nghe"])) == {doc.pk}
+
+
+def _tag_moved(doc):
     parent = Tag.objects.create(slug="cong-nghe", name="Công nghệ")
     child = Tag.objects.create(slug="sao-luu", name="Sao lưu")
-    new.tags.add(child)
-    # raw SQL, past the ORM: a title
-    with connection.cursor() as cur:
-        cur.execute("UPDATE documents_document SET title = 'Cẩm nang an toàn' WHERE id = %s", [doc.pk])
-    assert writer.sync().entries > 0
-
-    assert in_index("thưởng tết") == {doc.pk}
-    assert in_index("sao lưu") == {new.pk}
-    assert in_index("ngân sách") == set()
-    assert in_index("sao lưu", filters=SearchFilters(departments=["it"])) == {new.pk}
-    assert in_index("sao lưu", filters=SearchFilters(tags=["cong-nghe"])) == set()  # not its ancestor yet
-    assert in_index("cam nang an toan") == {doc.pk}
-
-    # a tag moved under another parent: its documents' ancestors change
-    Tag.objects.filter(pk=child.pk).update(parent=parent)
-    # m2m removal, and a document deleted
-    new.departments.remove(it)
-    Document.objects.filter(pk=doc.pk).delete()
+    doc.tags.add(child)
     writer.sync()
-    assert in_index("sao lưu", filters=SearchFilters(tags=["cong-nghe"])) == {new.pk}
-    assert in_index("sao lưu", filters=SearchFilters(departments=["it"])) == set()
-    assert in_index("nghỉ phép") == set()
+    Tag.objects.filter(pk=child.pk).update(parent=parent)  # its documents' ancestors change
+    return lambda: in_index("nghỉ phép", filters=SearchFilters(tags=["cong-nghe"])) == {doc.pk}
+
+
+def _document_deleted(doc):
+    doc.delete()
+    return lambda: in_index("nghỉ phép") == set()
+
+
+def _raw_sql_title(doc):
+    _raw("UPDATE documents_document SET title = 'Cẩm nang an toàn' WHERE id = %s", doc.pk)
+    return lambda: in_index("cam nang an toan") == {doc.pk}
+
+
+def _raw_sql_access_and_type(doc):
+    _raw("UPDATE documents_document SET access_level = 1, document_type = 'report' WHERE id = %s", doc.pk)
+    return lambda: (in_index("nghỉ phép") == set()
+                    and in_index("nghỉ phép", _superuser(), SearchFilters(document_types=["report"])) == {doc.pk})
+
+
+def _raw_sql_chunks_deleted(doc):
+    _raw("DELETE FROM documents_chunk WHERE document_id = %s AND ordinal = 0", doc.pk)
+    return lambda: in_index("nghỉ phép") == set() and in_index("bảng lương") == {doc.pk}
+
+
+def _not_ready(doc):
+    Document.objects.filter(pk=doc.pk).update(status="processing")  # re-processing
+    return lambda: in_index("nghỉ phép") == set()
+
+
+def _superuser():
+    from portal.models import User
+
+    return User.objects.get_or_create(username="root", defaults={"is_superuser": True})[0]
+
+
+WRITE_PATHS = [_save_chunk, _new_document, _bulk_access_level, _owner_on_save, _department_added,
+               _department_removed, _tag_added, _tag_moved, _document_deleted, _raw_sql_title,
+               _raw_sql_access_and_type, _raw_sql_chunks_deleted, _not_ready]
+
+
+@pytest.mark.parametrize("change", WRITE_PATHS, ids=[f.__name__.strip("_") for f in WRITE_PATHS])
+def test_every_write_path_reaches_the_index(built, change, django_user_model):
+    args = (built, django_user_model) if change is _owner_on_save else (built,)
+    expected = change(*args)
+    assert not expected()  # not applied yet: the index still has the old state
+    assert writer.sync().entries > 0
+    assert expected()
     assert maintenance.verify().ok
 
 
