@@ -22,6 +22,8 @@ uploader sees what they uploaded). An inactive user is treated as anonymous.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from django.db.models import Exists, OuterRef, Q, QuerySet
 
 from documents.models import (
@@ -90,6 +92,31 @@ def can_view(user, document: Document) -> bool:
     return visible_documents(user).filter(pk=document.pk).exists()
 
 
+@dataclass(frozen=True)
+class AccessKey:
+    """The visibility rule over a document's access key (level, owner, department
+    ids, id), for engines that copy the key beside each chunk: a document is
+    visible when its level is one of `levels`, or its owner is `owner_id`, or it
+    is restricted (level 2) and shares a department with `restricted_departments`,
+    or its id is in `granted`."""
+    levels: tuple[int, ...]
+    owner_id: int | None = None
+    restricted_departments: tuple[int, ...] | None = None  # None: not by department
+    granted: tuple[int, ...] = ()
+
+
+def access_key(user) -> AccessKey | None:
+    """`access_condition` as an AccessKey; None: no restriction (superuser)."""
+    if not _is_signed_in(user):
+        return AccessKey(levels=(int(AccessLevel.PUBLIC),))
+    if user.is_superuser:
+        return None
+    departments = (tuple(user.departments.values_list("pk", flat=True))
+                   if _sees_own_departments_restricted(user) else None)
+    return AccessKey(levels=tuple(_open_levels(user)), owner_id=user.pk, restricted_departments=departments,
+                     granted=tuple(granted_document_ids(user)))
+
+
 def access_key_condition(user, alias: str) -> tuple[str, list] | None:
     """The same rule as `access_condition`, as SQL over the access key copied
     onto each vector row (`doc_access_level`, `doc_owner_id`, `doc_department_ids`
@@ -98,22 +125,23 @@ def access_key_condition(user, alias: str) -> tuple[str, list] | None:
     restriction (superuser). tests/test_access_key.py checks that it selects
     exactly the documents `visible_documents` selects, for every principal.
     Callers still filter the rows they return through `visible_documents`
-    (search.services.filters.allowed_documents_sql)."""
+    (search.services.filters.allowed_documents_sql). The keyword engine applies
+    the same `access_key` inside its own query (search.services.keyword_engine)."""
     a = alias
-    if not _is_signed_in(user):
-        return f"{a}.doc_access_level = {int(AccessLevel.PUBLIC)}", []
-    if user.is_superuser:
+    key = access_key(user)
+    if key is None:
         return None
-    levels = ", ".join(map(str, _open_levels(user)))
+    if key.owner_id is None:
+        return f"{a}.doc_access_level IN ({', '.join(map(str, key.levels))})", []
+    levels = ", ".join(map(str, key.levels))
     parts = [f"{a}.doc_access_level IN ({levels})", f"{a}.doc_owner_id = %s"]
-    params: list = [user.pk]
-    if _sees_own_departments_restricted(user):
+    params: list = [key.owner_id]
+    if key.restricted_departments is not None:
         parts.append(f"({a}.doc_access_level = {int(AccessLevel.RESTRICTED)} AND {a}.doc_department_ids && %s::bigint[])")
-        params.append(list(user.departments.values_list("pk", flat=True)))
-    granted = granted_document_ids(user)
-    if granted:
+        params.append(list(key.restricted_departments))
+    if key.granted:
         parts.append(f"{a}.document_id = ANY(%s::bigint[])")
-        params.append(granted)
+        params.append(list(key.granted))
     return "(" + " OR ".join(parts) + ")", params
 
 

@@ -307,6 +307,31 @@ SEARCH_EF_SEARCH = env.env_int(
     "hnsw.ef_search for vector search (at least the number of candidates asked for): higher finds more of "
     "the exact nearest neighbours, slower (docs/benchmarks.md). pgvector allows at most 1000.",
     minimum=10, maximum=1000)
+KEYWORD_ENGINE = env.env_str(
+    "PORTAL_KEYWORD_ENGINE", "postgres",
+    "What answers keyword search: postgres (the BM25 postings tables) or tantivy (an index on this machine's "
+    "disk, fed from PostgreSQL's change log; until its first build is done, postgres answers).",
+    choices=("postgres", "tantivy"))
+KEYWORD_INDEX_DIR = env.env_path(
+    "PORTAL_KEYWORD_INDEX_DIR", VAR_DIR / "keyword-index",
+    "Where this machine keeps its copy of the tantivy keyword index (one folder per analyzer version; "
+    "each machine keeps its own copy and its own place in the change log).",
+    shown="$PORTAL_VAR_DIR/keyword-index")
+KEYWORD_SYNC_SECONDS = env.env_float(
+    "PORTAL_KEYWORD_SYNC_SECONDS", 2.0,
+    "Seconds between two runs of the tantivy index writer (it applies the change log, then commits).",
+    minimum=0.1)
+KEYWORD_SYNC_BATCH = env.env_int(
+    "PORTAL_KEYWORD_SYNC_BATCH", 500,
+    "Change-log entries the tantivy index writer applies in one commit.", minimum=1)
+CELERY_BEAT_SCHEDULE.update({
+    # the tantivy index of the machine whose worker takes it (a no-op with the postgres engine;
+    # several machines with their own copies each run `manage.py keyword_index follow`: docs/scaling.md)
+    "sync-keyword-index": {"task": "search.tasks.sync_keyword_index_task",
+                           "schedule": KEYWORD_SYNC_SECONDS, "options": {"expires": KEYWORD_SYNC_SECONDS * 5}},
+    "prune-keyword-change-log": {"task": "search.tasks.prune_keyword_change_log_task",
+                                 "schedule": float(RECOVERY_SWEEP_SECONDS)},
+})
 WARM_UP_MODELS = env.env_bool(
     "PORTAL_WARM_UP_MODELS", True,
     "Load the serving spaces' models when a web process starts, so its first search does not wait for it.")

@@ -123,3 +123,5 @@ class FeedbackAdmin(admin.ModelAdmin):
 
 # The migration between spaces has an admin module of its own (issue 11).
 from search import migration_admin  # noqa: E402,F401
+# The tantivy keyword index's copies and their lag (issue 12).
+from search import keyword_admin  # noqa: E402,F401

@@ -233,3 +233,5 @@ class Feedback(models.Model):
 
 # The migration between spaces lives in its own module (issue 11); imported here so Django finds it.
 from search.migration_models import SpaceMigration  # noqa: E402,F401
+# The tantivy keyword index's change log and copies (issue 12).
+from search.keyword_models import KeywordChange, KeywordIndexCopy  # noqa: E402,F401

@@ -5,6 +5,7 @@ served (the active one, and a candidate being built or tested: dual-write
 during a migration)."""
 import logging
 
+from django.conf import settings
 from django.dispatch import receiver
 
 from documents.signals import document_chunked
@@ -29,3 +30,7 @@ def index_and_embed(sender, document_id, **kwargs):
     # document's missing vectors (search.services.vector_recovery).
     for space_id in serving_spaces().values_list("pk", flat=True):
         queue_embedding(document_id, space_id)
+    if settings.KEYWORD_ENGINE == "tantivy":  # findable at once, not at the next periodic run
+        from search.tasks import sync_keyword_index_task
+
+        send(sync_keyword_index_task)

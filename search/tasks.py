@@ -144,3 +144,34 @@ def retire_space_task(self, migration_id: int, token: str) -> str:
         if tasking.is_transient(exc):
             return tasking.retry_later(self, exc)
         raise
+
+
+@shared_task(bind=True, ignore_result=True)
+def sync_keyword_index_task(self) -> int:
+    """Apply the keyword change log to this machine's tantivy index (beat runs it
+    every PORTAL_KEYWORD_SYNC_SECONDS; a worker that finds another writer busy
+    skips). Nothing to do with the postgres engine."""
+    if settings.KEYWORD_ENGINE != "tantivy":
+        return 0
+    from search.services.keyword_engine import writer
+
+    try:
+        return writer.sync().entries
+    except Exception as exc:
+        if tasking.is_transient(exc):  # the next run goes on from the cursor
+            log.warning("keyword index sync skipped: %s", exc)
+            return 0
+        raise
+
+
+@shared_task(bind=True, ignore_result=True)
+def prune_keyword_change_log_task(self) -> int:
+    from search.services.keyword_engine import maintenance
+
+    try:
+        return maintenance.prune()
+    except Exception as exc:
+        if tasking.is_transient(exc):
+            log.warning("keyword change log pruning skipped: %s", exc)
+            return 0
+        raise

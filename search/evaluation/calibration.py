@@ -35,7 +35,7 @@ from django.utils import timezone
 from search.evaluation import metrics as m
 from search.evaluation.runner import ChunkInfo, evaluation_scope, ranking_for, relevance
 from search.models import EmbeddingSpace
-from search.services import fusion, keyword_index
+from search.services import fusion, keyword_engine
 from search.services.relevance import admitted_by_meaning, keyword_coverage, semantic_only_bar
 
 VECTOR_SHARES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
@@ -65,7 +65,7 @@ def collect(evaluation_set, space: EmbeddingSpace, *, user=None, depth: int = 20
         t0 = time.perf_counter()
         vector = vector_candidates(space, item.query, scope, depth)
         t1 = time.perf_counter()
-        keyword = keyword_index.keyword_search(item.query, scope.allowed_sql, scope.params, limit=depth)
+        keyword = keyword_engine.keyword_search(item.query, scope, limit=depth)
         covered = keyword_coverage(item.query, [c for c, _ in keyword])
         out.append((item, vector, keyword, covered, t1 - t0, time.perf_counter() - t1))
         if progress:

@@ -38,7 +38,7 @@ from django.db import connection
 from django.utils import timezone
 
 from search.models import EmbeddingSpace
-from search.services import encoders, keyword_index
+from search.services import encoders, keyword_engine
 from search.services.embedding import vector_literal
 from search.services.filters import SearchScope
 from search.services.relevance import GAP_RANK, keyword_coverage, vector_gap
@@ -152,7 +152,7 @@ def probe_scores(space: EmbeddingSpace, scope: SearchScope, probes: list[str]) -
         nearest = vector_candidates(space, probe, scope, GAP_RANK)
         sims.append(nearest[0][1] if nearest else 0.0)
         gaps.append(vector_gap(nearest))
-        hits = keyword_index.keyword_search(probe, scope.allowed_sql, scope.params, limit=20)
+        hits = keyword_engine.keyword_search(probe, scope, limit=20)
         covered = keyword_coverage(probe, [c for c, _ in hits])
         covs.append(max(covered.values(), default=0.0))
     return sims, covs, gaps

@@ -8,7 +8,7 @@ from datetime import date
 from django.db.models import QuerySet
 
 from documents.models import Department, Document, DocumentStatus, Tag
-from documents.selectors import access_key_condition, visible_documents
+from documents.selectors import AccessKey, access_key, access_key_condition, visible_documents
 
 
 @dataclass
@@ -58,6 +58,21 @@ def allowed_documents_sql(user, filters: SearchFilters | None = None) -> tuple[s
 
 
 @dataclass(frozen=True)
+class KeyFilter:
+    """The scope for an engine that keeps the access key and the facets beside
+    each chunk (the tantivy keyword index): the access rule (None: everyone's
+    documents) and the facets as ids and values. Like the prefilter, it is
+    checked again against `allowed_sql`."""
+    access: AccessKey | None
+    document_types: tuple[str, ...] = ()
+    department_ids: tuple[int, ...] | None = None  # None: no department facet
+    tag_ids: tuple[int, ...] | None = None  # the chosen tags (the index holds each chunk's tags with ancestors)
+    languages: tuple[str, ...] = ()
+    date_from: date | None = None
+    date_to: date | None = None
+
+
+@dataclass(frozen=True)
 class SearchScope:
     """What one search may return, in the two forms its SQL needs.
 
@@ -75,6 +90,7 @@ class SearchScope:
     params: list
     prefilter_sql: str
     prefilter_params: list
+    key_filter: KeyFilter | None = None  # None: an engine keeping keys must not answer
 
 
 def search_scope(user, filters: SearchFilters | None = None) -> SearchScope:
@@ -93,7 +109,17 @@ def search_scope(user, filters: SearchFilters | None = None) -> SearchScope:
         sql, facet_params = facets.order_by().values("id").query.sql_with_params()
         parts.append(f"ce.document_id IN ({sql})")
         pre_params += list(facet_params)
-    return SearchScope(allowed_sql, params, " AND ".join(parts) or "TRUE", pre_params)
+    return SearchScope(allowed_sql, params, " AND ".join(parts) or "TRUE", pre_params, _key_filter(user, f))
+
+
+def _key_filter(user, f: SearchFilters) -> KeyFilter:
+    departments = tags = None
+    if f.departments:
+        departments = tuple(Department.objects.filter(code__in=f.departments).values_list("pk", flat=True))
+    if f.tags:
+        tags = tuple(Tag.objects.filter(slug__in=f.tags).values_list("pk", flat=True))
+    return KeyFilter(access_key(user), tuple(f.document_types), departments, tags, tuple(f.languages),
+                     f.date_from, f.date_to)
 
 
 def all_documents_scope() -> SearchScope:
@@ -101,7 +127,7 @@ def all_documents_scope() -> SearchScope:
     by an administrator's command, never a person's search."""
     sql, params = (Document.objects.filter(status=DocumentStatus.READY).order_by().values("id")
                    .query.sql_with_params())
-    return SearchScope(sql, list(params), "TRUE", [])
+    return SearchScope(sql, list(params), "TRUE", [], KeyFilter(access=None))
 
 
 def facet_tags(user) -> list[tuple[Tag, int]]:

@@ -19,7 +19,7 @@ from django.db import DEFAULT_DB_ALIAS, close_old_connections, connection, conne
 
 from documents.models import Chunk
 from search.models import EmbeddingSpace
-from search.services import encoders, fusion, keyword_index
+from search.services import encoders, fusion, keyword_engine
 from search.services.embedding import vector_literal
 from search.services.filters import SearchScope
 from search.services.relevance import above_keyword_floor, above_similarity_floor, hybrid_vector_side
@@ -146,8 +146,7 @@ def vector_ranking(space: EmbeddingSpace, query: str, scope: SearchScope, depth:
 
 def keyword_ranking(query: str, scope: SearchScope, depth: int, space: EmbeddingSpace | None = None) -> Ranked:
     """BM25 hits that cover enough of the query (the space's keyword floor)."""
-    return above_keyword_floor(space, query,
-                               keyword_index.keyword_search(query, scope.allowed_sql, scope.params, limit=depth))
+    return above_keyword_floor(space, query, keyword_engine.keyword_search(query, scope, limit=depth))
 
 
 def hybrid_ranking(space: EmbeddingSpace, query: str, scope: SearchScope, depth: int) -> Ranked:
