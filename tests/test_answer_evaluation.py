@@ -10,6 +10,7 @@ from django.core.management import call_command
 from answers.services import evaluation
 from answers.services.answering import Answer, answer_question
 from answers.services.evaluation import Case, score_case, summarise
+from answers.services.prompt_templates import question_language
 from search.evaluation import sets
 from tests.answer_helpers import AnswerChatStub, says, use_endpoint
 from tests.test_answers import OFF_TOPIC, QUESTION, corpus  # noqa: F401 - fixture
@@ -99,3 +100,50 @@ def test_both_modes_through_the_answer_service_and_the_report(corpus, settings, 
 def test_the_generated_mode_is_refused_without_an_endpoint(settings):
     settings.ANSWER_CHAT_URL = None
     assert evaluation.available_modes() == ["extracted"]
+
+
+# --- the sample corpus's answer set ---------------------------------------------------------
+
+def test_sample_references_lie_in_their_documents_and_unanswerable_questions_are_new():
+    from search.evaluation.sets import normalise, query_key
+    from tests.test_samples import SAMPLES, extracted, read_jsonl
+
+    calibration = read_jsonl(SAMPLES / "eval_pairs.jsonl")
+    referenced = [r for r in calibration if r.get("positive")]
+    assert len(referenced) >= len(calibration) / 2
+    for r in referenced:
+        codes = r["doc_id"] if isinstance(r["doc_id"], list) else [r["doc_id"]]
+        texts = [normalise("\n".join(s.text for s in extracted(code).sections)) for code in codes]
+        assert any(normalise(r["positive"]) in text for text in texts), r
+    unanswerable = read_jsonl(SAMPLES / "unanswerable.jsonl")
+    assert len(unanswerable) >= 8 and all(set(r) == {"query", "_line"} for r in unanswerable)
+    asked = {query_key(r["query"]) for r in calibration + read_jsonl(SAMPLES / "guard_pairs.jsonl")}
+    assert not asked & {query_key(r["query"]) for r in unanswerable}
+    assert all(question_language(r["query"]) == "vi" for r in unanswerable)
+
+
+@pytest.mark.django_db
+def test_evaluate_answers_runs_on_the_sample_corpus(settings, tmp_path):
+    """As bin/run serves it: the e5 space calibrated on `samples`."""
+    from search.evaluation import calibration, floors
+    from search.services import default_space, keyword_index
+    from tests import factories as f
+
+    call_command("load_samples", "--sync", verbosity=0)
+    keyword_index.rebuild()
+    space = default_space.ensure_default_space(prefer="e5")
+    samples = sets.import_jsonl("samples", "documents/samples/eval_pairs.jsonl", replace=True)
+    floors.calibrate_floors(samples, space)
+    calibration.calibrate(samples, space)
+    f.user("root", is_superuser=True)
+    settings.VAR_DIR, settings.ANSWER_CHAT_URL = tmp_path, None
+    call_command("evaluate_answers", "--json", str(tmp_path / "samples.json"))
+    (result,) = json.loads((tmp_path / "samples.json").read_text())["modes"]
+    summary = result["summary"]
+    print("answers on the samples set:", json.dumps(summary))
+    with_reference = sum(bool(i.positive) for i in samples.items.all())
+    assert (summary["answerable"], summary["with_reference"]) == (samples.items.count(), with_reference)
+    assert summary["unanswerable"] == len(evaluation.read_unanswerable(evaluation.SAMPLE_UNANSWERABLE))
+    assert result["mode"] == "extracted" and len(result["rows"]) == summary["questions"]
+    # calibrated on this set: nearly every question gets an answer, and most cite the right document
+    assert summary["answered_rate"] >= 0.9 and summary["citation_precision"] >= 0.6, summary

@@ -46,6 +46,7 @@ from documents.services.text import fold
 from search.evaluation import metrics as m
 from search.evaluation.models import EvaluationSet
 from search.evaluation.samples import CALIBRATION_SET, GUARD_SET
+from search.services import encoders
 
 SAMPLE_UNANSWERABLE = Path(settings.BASE_DIR) / "documents" / "samples" / "unanswerable.jsonl"
 WARM_UP_QUESTION = "warm-up question that no evaluation set asks"
@@ -169,7 +170,9 @@ def evaluate_mode(cases: list[Case], mode: str, user, *, progress: Progress | No
     if mode == GENERATED and configured_endpoint() is None:
         raise ValueError("mode generated needs a chat endpoint: set PORTAL_ANSWER_CHAT_URL and "
                          "PORTAL_ANSWER_CHAT_MODEL")
-    timer(user, WARM_UP_QUESTION)  # the model's first load and the plan caches are not latency
+    # The model's first load and the plan caches are not latency; then no question of the set is cached.
+    timer(user, WARM_UP_QUESTION)
+    encoders.clear_query_cache()
     rows = []
     for done, case in enumerate(cases, start=1):
         timed = timer(user, case.query)
