@@ -25,3 +25,6 @@ class AnswerLogAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request, obj=None):
         return request.user.is_superuser
+
+
+from answers import prompt_admin  # noqa: E402,F401 - registers the prompt templates' admin

@@ -34,6 +34,10 @@ class AnswerLog(models.Model):
     model = models.CharField(_("chat model"), max_length=200, blank=True)
     latency_ms = models.FloatField(_("latency (ms)"), default=0)
     via = models.CharField(_("via"), max_length=8, default="api")
+    prompt = models.ForeignKey("answers.PromptTemplate", null=True, blank=True, on_delete=models.SET_NULL,
+                               related_name="+", verbose_name=_("prompt template"),
+                               help_text=_("The version the chat model was asked with (empty: the built-in prompt, "
+                                           "or no model was asked)."))
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:
@@ -43,3 +47,43 @@ class AnswerLog(models.Model):
 
     def __str__(self) -> str:
         return self.question[:80]
+
+
+class PromptTemplate(models.Model):
+    """One version of the prompt of one language. Rows are never edited: saving
+    an edit in the admin adds the next version (answers.services.prompt_templates),
+    so every answer's prompt stays on record; at most one version of a language is
+    active (a partial unique index), and with none the built-in prompt is used."""
+
+    class Language(models.TextChoices):
+        VI = "vi", _("Vietnamese")
+        EN = "en", _("English")
+
+    language = models.CharField(_("language"), max_length=2, choices=Language.choices,
+                                help_text=_("Questions in this language are answered with it."))
+    version = models.PositiveIntegerField(_("version"), editable=False)
+    system_prompt = models.TextField(
+        _("system prompt"), help_text=_("The rules the model follows. Must tell the model to reply exactly "
+                                        "NOT_FOUND when the sources do not answer; no placeholders."))
+    user_template = models.TextField(
+        _("user message"), help_text=_("The question and the sources: must contain {question} and {sources} once "
+                                       "each (the portal fills them in, quoted and delimited as data); write a "
+                                       "literal brace as {{ or }}."))
+    note = models.CharField(_("what changed"), max_length=300, blank=True)
+    is_active = models.BooleanField(_("active"), default=False)
+    created_by = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+                                   related_name="+", verbose_name=_("created by"))
+    created_at = models.DateTimeField(_("created"), auto_now_add=True)
+
+    class Meta:
+        ordering = ["language", "-version"]
+        verbose_name = _("prompt template")
+        verbose_name_plural = _("prompt templates")
+        constraints = [
+            models.UniqueConstraint(fields=["language", "version"], name="answers_prompt_language_version"),
+            models.UniqueConstraint(fields=["language"], condition=models.Q(is_active=True),
+                                    name="answers_prompt_one_active_per_language"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_language_display()} v{self.version}"

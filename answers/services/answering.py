@@ -29,7 +29,8 @@ from answers.models import AnswerKind, AnswerLog
 from answers.services import chat, extractive
 from answers.services.chat import ChatEndpoint, ChatFailure, Failure
 from answers.services.evidence import Evidence, Source, gather_evidence
-from answers.services.prompt import answer_messages, says_not_found
+from answers.services.prompt import Prompt, answer_messages, says_not_found
+from answers.services.prompt_templates import prompt_for
 from search.models import EmbeddingSpace
 
 logger = logging.getLogger(__name__)
@@ -85,6 +86,7 @@ class Answer:
     latency_ms: float = 0.0
     evidence: Evidence | None = field(default=None, repr=False)
     answer_id: int | None = None  # the AnswerLog row, when logged
+    prompt: Prompt | None = None  # the prompt the chat model was asked with (None: no model was asked)
 
     @property
     def kind_label(self) -> str:
@@ -122,8 +124,9 @@ def _answer(evidence: Evidence) -> Answer:
     notice = ""
     endpoint = configured_endpoint()
     if endpoint is not None:
+        base["prompt"] = prompt = prompt_for(evidence.question)
         try:
-            content = chat.complete(endpoint, answer_messages(evidence.question, evidence.sources))
+            content = chat.complete(endpoint, answer_messages(evidence.question, evidence.sources, prompt))
         except ChatFailure as failure:
             logger.warning("answer: the chat model's answer is not used: %s", failure.detail)
             notice = failure.reason
@@ -178,6 +181,7 @@ def log_answer(answer: Answer, user, via: str) -> AnswerLog:
     return AnswerLog.objects.create(
         user=user if signed_in else None, question=answer.question, space=answer.space, kind=answer.kind,
         notice=answer.notice, answer=text, model=answer.model, latency_ms=round(answer.latency_ms, 2), via=via,
+        prompt_id=answer.prompt.template_id if answer.prompt else None,
         retrieved=[{"chunk_id": s.chunk.pk, "document_id": s.chunk.document_id, "score": s.score} for s in sources],
         citations=[{"number": c.number, "chunk_id": c.chunk.pk, "document_id": c.document.pk, "score": c.score}
                    for c in answer.citations])

@@ -18,9 +18,10 @@ form ("nghi phep" finds "nghỉ phép"), as the keyword index reads queries.
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import dataclass
 
-from documents.services.text import fold, fold_same_length, has_diacritics, syllable_matches
+from documents.services.text import fold, fold_same_length, has_diacritics, nfc, syllable_matches
 
 # One Vietnamese syllable, accents folded: onset? + vowel nucleus + coda?
 _VIETNAMESE_SYLLABLE = re.compile(
@@ -126,3 +127,25 @@ class QueryMatcher:
             alone = 1.0 if self.standalone[j] else 0.0 if j in compounds else 0.5
             share[self.tokens[j]] = max(share.get(self.tokens[j], 0.0), alone)
         return sum(weights.get(t, 0.0) * f for t, f in share.items()) / total
+
+
+_WORD = re.compile(r"[^\W\d_]+")
+_VIETNAMESE_LETTERS = set("ăâđêôơưĂÂĐÊÔƠƯ")
+_VIETNAMESE_MARKS = {"\u0309", "\u0323", "\u031b", "\u0306"}  # hook above, dot below, horn, breve
+
+
+def text_language(text: str) -> str:
+    """"vi", "other" or "none" (no letters). Vietnamese when the text has a letter
+    or tone mark only Vietnamese uses among Latin scripts (ă â đ ê ô ơ ư, hook
+    above, dot below), or when, typed without diacritics, most of its words (at
+    least 3, 60 %) are Vietnamese syllables."""
+    words = _WORD.findall(" ".join(nfc(text or "").split()))
+    if not words:
+        return "none"
+    if any(ch in _VIETNAMESE_LETTERS for ch in text):
+        return "vi"
+    if any(mark in _VIETNAMESE_MARKS for mark in unicodedata.normalize("NFD", text)):
+        return "vi"
+    if len(words) >= 3 and sum(map(is_vietnamese_syllable, words)) / len(words) >= 0.6:
+        return "vi"
+    return "other"
