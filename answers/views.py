@@ -83,12 +83,16 @@ def _event_stream(request, events) -> StreamingHttpResponse:
     def body():
         # read after the view returned: the language is pinned for the whole stream
         with translation.override(language):
-            for event in events:
-                if isinstance(event, Token):
-                    yield _event("token", {"text": event.text})
-                elif isinstance(event, Final):
-                    html = render_to_string("answers/_answer.html", {"answer": event.answer}, request=request)
-                    yield _event("final", {"html": html, "answer_id": event.answer.answer_id})
+            try:
+                for event in events:
+                    if isinstance(event, Token):
+                        yield _event("token", {"text": event.text})
+                    elif isinstance(event, Final):
+                        html = render_to_string("answers/_answer.html", {"answer": event.answer}, request=request)
+                        yield _event("final", {"html": html, "answer_id": event.answer.answer_id})
+            finally:  # the browser went away: stop asking the model now (closes its connection)
+                if hasattr(events, "close"):
+                    events.close()
 
     response = StreamingHttpResponse(body(), content_type=f"{STREAM}; charset=utf-8")
     response["Cache-Control"] = "no-cache"

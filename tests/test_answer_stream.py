@@ -180,6 +180,21 @@ def test_the_panel_streams_tokens_then_the_answer_with_citation_links(corpus, em
     assert f'/answers/{log.pk}/vote/' in html and "Nhân viên được nghỉ 12 ngày" in html
 
 
+@pytest.mark.django_db(transaction=True)  # closing the response closes the database connection, as a server's would
+def test_a_browser_that_goes_away_stops_the_answer(corpus, employee, settings):
+    """Closing the response mid-stream (the server does when the browser is gone)
+    stops reading the model at once; the answer, never shown whole, is not logged."""
+    with AnswerChatStub(streams(*[f"mẩu {i} " for i in range(50)], gap=0.1)) as stub:
+        use_endpoint(settings, stub.url, timeout=10)
+        response = ask_streamed(signed_in(employee))
+        first = next(iter(response.streaming_content))
+        started = time.monotonic()
+        response.close()  # what the server does when the browser is gone (it also ends the request's connection)
+        took = time.monotonic() - started
+    assert first.startswith(b"event: token") and took < 1.0, took
+    assert not AnswerLog.objects.exists()
+
+
 def test_the_panel_without_javascript_renders_the_whole_answer(corpus, employee):
     client = signed_in(employee)
     page = client.get("/search/", {"q": "nghỉ phép"}).content.decode()
