@@ -7,10 +7,12 @@ from __future__ import annotations
 from django.utils.translation import gettext_lazy as _
 from drf_spectacular.utils import extend_schema
 from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from answers.models import AnswerKind
+from answers.services import feedback
 from answers.services.answering import answer_question
 from portal.throttling import SharedScopedThrottle
 from search.services.modes import SearchUnavailable
@@ -87,3 +89,28 @@ class AnswerView(APIView):
         except SearchUnavailable as exc:
             return Response({"detail": str(exc)}, status=status.HTTP_503_SERVICE_UNAVAILABLE)
         return Response(AnswerResponseSerializer(answer, context={"request": request}).data)
+
+
+class VoteRequestSerializer(serializers.Serializer):
+    helpful = serializers.BooleanField(help_text="true: the answer helped; false: it did not")
+
+
+class VoteResponseSerializer(serializers.Serializer):
+    answer_id = serializers.IntegerField(source="pk")
+    helpful = serializers.BooleanField()
+
+
+class AnswerVoteView(APIView):
+    """The asker's vote on their own answer (a new vote replaces the old one).
+    Another client's answer, an unknown one, and any answer for an anonymous
+    client (which has no answers of its own to vote on) are a 404."""
+
+    @extend_schema(request=VoteRequestSerializer, responses={200: VoteResponseSerializer})
+    def post(self, request, answer_id: int):
+        form = VoteRequestSerializer(data=request.data)
+        form.is_valid(raise_exception=True)
+        try:
+            log = feedback.vote(request.user, answer_id, form.validated_data["helpful"])
+        except feedback.AnswerFeedbackRefused:
+            raise NotFound() from None
+        return Response(VoteResponseSerializer(log).data)

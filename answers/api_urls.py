@@ -1,7 +1,7 @@
 from django.urls import path
 from drf_spectacular.utils import extend_schema
 
-from answers.api import AnswerView
+from answers.api import AnswerView, AnswerVoteView
 
 
 @extend_schema(exclude=True)
@@ -10,7 +10,14 @@ class _AnswerWithSlash(AnswerView):
     left out of the schema: one documented path per endpoint."""
 
 
+@extend_schema(exclude=True)
+class _VoteWithSlash(AnswerVoteView):
+    """`/answer/<id>/vote/`, as above."""
+
+
 urlpatterns = [
     path("answer", AnswerView.as_view(), name="api-answer"),
     path("answer/", _AnswerWithSlash.as_view()),
+    path("answer/<int:answer_id>/vote", AnswerVoteView.as_view(), name="api-answer-vote"),
+    path("answer/<int:answer_id>/vote/", _VoteWithSlash.as_view()),
 ]

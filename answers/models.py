@@ -20,6 +20,9 @@ class AnswerKind(models.TextChoices):
 class AnswerLog(models.Model):
     user = models.ForeignKey(settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
                              verbose_name=_("user"))
+    # An anonymous portal visitor: the hash of their cookie id (search.services.search_log.client_key),
+    # which lets them vote on and open their own answers, as on their own searches.
+    client_key = models.CharField(_("visitor"), max_length=64, blank=True)
     question = models.CharField(_("question"), max_length=500)
     space = models.ForeignKey(EmbeddingSpace, null=True, blank=True, on_delete=models.SET_NULL,
                               verbose_name=_("space"))
@@ -38,6 +41,12 @@ class AnswerLog(models.Model):
                                related_name="+", verbose_name=_("prompt template"),
                                help_text=_("The version the chat model was asked with (empty: the built-in prompt, "
                                            "or no model was asked)."))
+    # Feedback from the asker (fine-tuning data: finetune.services.datasets.answer_feedback)
+    opened = models.JSONField(_("citations opened"), default=list, blank=True,
+                              help_text="[{number, chunk_id, document_id, at}], in the order first opened")
+    helpful = models.BooleanField(_("helpful"), null=True, blank=True,
+                                  help_text=_("The asker's vote (blank: no vote)."))
+    voted_at = models.DateTimeField(_("voted"), null=True, blank=True)
     created_at = models.DateTimeField(_("time"), auto_now_add=True, db_index=True)
 
     class Meta:

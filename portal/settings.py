@@ -501,6 +501,9 @@ REST_FRAMEWORK = {
                                     "Portal search page: searches per signed-in user, or per address when anonymous."),
         "answer": env.env_rate("PORTAL_API_ANSWER_RATE", "30/min",
                                "Answer API throttle per client (each answer may call the chat model)."),
+        "answer_page": env.env_rate("PORTAL_ANSWER_PAGE_RATE", "20/min",
+                                    "Portal Q&A panel: questions per signed-in user, or per address when anonymous "
+                                    "(each may call the chat model and holds a web worker while it answers)."),
     },
 }
 SPECTACULAR_SETTINGS = {

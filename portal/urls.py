@@ -17,6 +17,7 @@ urlpatterns = [
     path("", include("portal.portal_urls")),
     path("", include("documents.urls")),
     path("", include("search.urls")),
+    path("", include("answers.urls")),
 ]
 
 handler500 = "portal.views.server_error"  # 503 + Retry-After while the database is unreachable

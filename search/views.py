@@ -48,7 +48,7 @@ def client_id(request) -> str | None:
     return request._new_client_id
 
 
-def _keep_client_id(request, response):
+def keep_client_id(request, response):
     if getattr(request, "_new_client_id", None):
         response.set_cookie(CLIENT_COOKIE, request._new_client_id, max_age=365 * 24 * 3600, httponly=True,
                             samesite="Lax", secure=request.is_secure())
@@ -104,7 +104,7 @@ def search_page(request):
                            suggestion_url=("?" + urlencode({"q": result.suggestion, "mode": mode}))
                            if result.suggestion else None)
     template = "search/_results.html" if request.htmx and query else "search/search.html"
-    return _keep_client_id(request, render(request, template, context))
+    return keep_client_id(request, render(request, template, context))
 
 
 @require_POST

@@ -2,7 +2,9 @@
 the behaviours of a real one going wrong.
 
 `AnswerChatStub(reply, guard=…)`: `reply(body)` → a `Reply` (status, payload,
-delay before answering, trickle: seconds between bytes). Every request is
+delay before answering, trickle: seconds between bytes) or, for a streamed
+request, a `Streamed` (server-sent events: text pieces or raw bytes, a gap
+between them, `[DONE]` or a connection cut off mid-stream). Every request is
 recorded. `guard(body)` → a list of problems (a forbidden passage in the
 prompt…): a request with any is answered 500 and the test FAILS when the stub
 closes, whatever the portal did with the 500. Everything is bounded: the
@@ -24,6 +26,30 @@ class Reply:
     payload: object = None  # dict (sent as JSON), bytes (sent as they are)
     delay: float = 0.0
     trickle: float = 0.0  # seconds between single bytes of the body (a slow-drip server)
+
+
+@dataclass
+class Streamed:
+    """An OpenAI-style event stream: each str of `events` is one
+    `data: {choices[0].delta.content}` event, each bytes sent as it is (garbage,
+    comments); `gap` seconds before each event; then `data: [DONE]`, unless
+    `done` is False (the connection just closes: a stream cut off)."""
+    events: list = None
+    gap: float = 0.0
+    done: bool = True
+    status: int = 200
+
+
+def delta(text: str) -> bytes:
+    event = {"id": "stub", "object": "chat.completion.chunk", "model": "stub-model",
+             "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": None}]}
+    return b"data: " + json.dumps(event, ensure_ascii=False).encode() + b"\n\n"
+
+
+def streams(*pieces: str, gap: float = 0.0) -> Callable[[dict], Streamed]:
+    """A model that streams `pieces` (a role-only first event, as OpenAI sends one)."""
+    return lambda body: Streamed([b'data: {"choices": [{"index": 0, "delta": {"role": "assistant"}}]}\n\n',
+                                  *pieces], gap=gap)
 
 
 def completion(text: str) -> dict:
@@ -61,6 +87,8 @@ class AnswerChatStub:
                     answer = Reply(500, {"error": "forbidden passage in the prompt"})
                 else:
                     answer = stub.reply(body)
+                if isinstance(answer, Streamed):
+                    return self._stream(answer)
                 time.sleep(answer.delay)
                 payload = answer.payload
                 data = payload if isinstance(payload, bytes) else json.dumps(payload, ensure_ascii=False).encode()
@@ -78,6 +106,23 @@ class AnswerChatStub:
                         self.wfile.write(data)
                 except (BrokenPipeError, ConnectionResetError):  # the portal gave up (a timeout test)
                     pass
+
+            def _stream(self, answer: Streamed):
+                try:
+                    self.send_response(answer.status)
+                    self.send_header("Content-Type", "text/event-stream")
+                    self.send_header("Cache-Control", "no-cache")
+                    self.end_headers()
+                    for event in answer.events or []:
+                        time.sleep(answer.gap)
+                        self.wfile.write(event if isinstance(event, bytes) else delta(event))
+                        self.wfile.flush()
+                    if answer.done:
+                        self.wfile.write(b"data: [DONE]\n\n")
+                    self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):  # the portal gave up
+                    pass
+                # HTTP/1.0: the body ends when the connection closes (also for a stream cut off)
 
             def log_message(self, *args):
                 pass

@@ -5,10 +5,11 @@ Adding an endpoint is one line in one of the tables below:
 - DOCUMENT_ENDPOINTS: a URL about one document; 200 for a document the
   principal may see, 404 for one it may not (exactly like a missing one).
 - LISTING_ENDPOINTS: a page or API list; it names exactly the visible documents.
-- SEARCH_ENDPOINTS: a search, run in every mode; each document is found by its
-  own text iff it is visible, and nothing invisible is ever found. The answer
-  API is one (found: cited); tests/test_answer_access.py also checks what
-  reaches the chat model.
+- SEARCH_ENDPOINTS: a search, run in every mode (those with a mode); each
+  document is found by its own text iff it is visible, and nothing invisible
+  is ever found. The answer API and the search page's answer panel are ones
+  (found: cited); tests/test_answer_access.py also checks what reaches the chat
+  model, and the answer's citation links and votes (the asker's own only).
 - STAFF_ENDPOINTS: staff-only API endpoints that return content gathered with
   someone's access (fine-tuning datasets); every principal of the matrix is
   refused except the superuser (tests/test_finetune_dataset_api.py covers staff
@@ -133,6 +134,7 @@ class SearchEndpoint:
     name: str
     via: str
     search: Callable  # (principal, query, mode) → (ids of the documents found, search id)
+    modes: bool = True  # False: the endpoint has no mode (an answer is always hybrid): run once
 
 
 def _api_search(p, query, mode):
@@ -158,10 +160,18 @@ def _api_answer(p, query, mode):
     return {c["document"]["id"] for c in response.json()["citations"]}, None
 
 
+def _portal_answer(p, query, mode):
+    """The search page's answer panel without JavaScript (the whole page): the documents its citations name."""
+    response = p.portal.post("/answers/", {"question": query})
+    assert response.status_code == 200, response.content
+    return linked_ids(r'<li value="\d+" data-document="(\d+)"', response.content.decode()), None
+
+
 SEARCH_ENDPOINTS = [
     SearchEndpoint("API search", "api", _api_search),
     SearchEndpoint("portal search page", "portal", _portal_search),
-    SearchEndpoint("API answer", "api", _api_answer),
+    SearchEndpoint("API answer", "api", _api_answer, modes=False),
+    SearchEndpoint("portal answer panel", "portal", _portal_answer, modes=False),
 ]
 MODES = ["vector", "keyword", "hybrid", "rerank"]
 
@@ -349,6 +359,8 @@ def test_search_endpoints_obey_the_matrix_in_every_mode(searchable, name):
     visible = visible_ids(docs, name)
     for mode in MODES:
         for endpoint in SEARCH_ENDPOINTS:
+            if not endpoint.modes and mode != MODES[0]:
+                continue
             for level, doc in docs.items():
                 query = doc.chunks.first().text  # unique: "… mức truy cập <level>, số <n>."
                 found, search_id = endpoint.search(p, query, mode)

@@ -12,7 +12,7 @@ from answers.services.answering import Answer, answer_question
 from answers.services.evaluation import Case, score_case, summarise
 from answers.services.prompt_templates import question_language
 from search.evaluation import sets
-from tests.answer_helpers import AnswerChatStub, says, use_endpoint
+from tests.answer_helpers import AnswerChatStub, delta, says, streams, use_endpoint
 from tests.test_answers import OFF_TOPIC, QUESTION, corpus  # noqa: F401 - fixture
 
 
@@ -62,7 +62,7 @@ def test_latency_percentiles_over_every_question():
     rows = [row(LEAVE, answer(text="x", cited=["HR_1"]), latency=float(ms)) for ms in range(1, 101)]
     summary = summarise(rows)
     assert summary["latency_p50_ms"] == pytest.approx(50.5, abs=0.6) and summary["latency_p95_ms"] >= 95
-    assert summary["first_token_p50_ms"] == summary["latency_p50_ms"]  # not streamed: the same moment
+    assert summary["first_token_p50_ms"] == summary["latency_p50_ms"]  # these rows: the same moment
 
 
 @pytest.mark.django_db
@@ -95,6 +95,21 @@ def test_both_modes_through_the_answer_service_and_the_report(corpus, settings, 
     assert len(stub.requests) == 1  # only the answerable question had passages to send
     html = (tmp_path / "out.html").read_text()
     assert "data:image/png;base64," in html and "generated (stub-model)" in html
+
+
+@pytest.mark.django_db
+def test_the_generated_mode_times_the_first_streamed_words_apart_from_the_whole_answer(corpus, settings):
+    from tests import factories as f
+
+    root = f.user("root", is_superuser=True)
+    slow = streams(delta("Nhân viên được "), delta("nghỉ 12 ngày "), delta("mỗi năm [1]."), gap=0.4)
+    with AnswerChatStub(slow) as stub:
+        use_endpoint(settings, stub.url)
+        generated = evaluation.TIMERS["generated"](root, QUESTION)
+        extracted = evaluation.TIMERS["extracted"](root, QUESTION)
+    assert generated.answer.kind == "generated" and "[1]" in generated.answer.text
+    assert generated.full_ms - generated.first_token_ms >= 600  # two more pieces, 0.4 s apart, after the first
+    assert extracted.answer.kind == "extracted" and extracted.first_token_ms == extracted.full_ms
 
 
 def test_the_generated_mode_is_refused_without_an_endpoint(settings):

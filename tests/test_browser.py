@@ -1,5 +1,6 @@
 """The portal in a real headless browser (Debian's chromium driven by
-Playwright): log in, search, filter, open a result, vote."""
+Playwright): log in, search, filter, open a result, vote; ask in the Q&A
+panel, watch the answer stream in, vote on it and open a citation."""
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -111,6 +112,49 @@ def _login(page, live_server, username):
     page.fill("input[name=password]", f"pw-{username}")
     page.click("button[type=submit]")
     page.wait_for_url(f"{live_server.url}/")
+
+
+def test_ask_in_the_panel_see_the_answer_stream_and_open_a_citation(live_server, browser, portal_data, settings):
+    from answers.models import AnswerLog
+    from tests.answer_helpers import AnswerChatStub, streams, use_endpoint, user_message
+
+    def reply(body):
+        # cite the leave policy's "Số ngày nghỉ" passage, by the number the prompt gave it
+        number = next(line.split('"')[1] for line in user_message(body).splitlines()
+                      if line.startswith("<source") and "Số ngày nghỉ" in line)
+        return streams("Nhân viên chính thức ", "được nghỉ phép năm ", "12 ngày có hưởng lương ", f"[{number}].",
+                       gap=0.5)(body)
+
+    leave = portal_data[0]
+    with AnswerChatStub(reply) as stub:
+        use_endpoint(settings, stub.url, timeout=15)
+        page = browser.new_page(locale="vi-VN")
+        _login(page, live_server, "lan")
+        page.goto(f"{live_server.url}/search/")
+        assert page.locator("#answer-panel h2").inner_text() == "Hỏi đáp"
+        page.fill("#answer-form input[name=question]", "Nhân viên được nghỉ phép năm bao nhiêu ngày?")
+        page.click("#answer-form button[type=submit]")
+        # streamed: the first words are on the page while the model is still writing
+        page.wait_for_selector(".answer-streaming .answer-text:has-text('Nhân viên chính thức')", timeout=20000)
+        assert page.locator("#answer a.citation").count() == 0
+        page.wait_for_selector("#answer a.citation", timeout=20000)  # the final answer, with its sources
+        assert len(stub.requests) == 1 and stub.requests[0]["body"]["stream"] is True
+    text = page.locator("#answer .answer-text").inner_text()
+    assert "Nhân viên chính thức được nghỉ phép năm 12 ngày có hưởng lương [1]." in text
+    assert "Chính sách nghỉ phép năm" in page.locator("#answer a.citation").first.inner_text()
+    assert page.evaluate("performance.getEntriesByType('navigation').length") == 1  # no page load
+    log = AnswerLog.objects.get(user__username="lan")
+    assert (log.kind, log.via) == ("generated", "portal")
+
+    page.click("#answer .vote-helpful")  # the vote, through htmx, in place
+    page.wait_for_selector("#answer .voted")
+    page.click("#answer a.citation")
+    page.wait_for_url(f"**/documents/{leave.pk}/#chunk-*")
+    ordinal = leave.chunks.get(pk=log.citations[0]["chunk_id"]).ordinal
+    assert page.url.endswith(f"#chunk-{ordinal}")
+    assert "Số ngày nghỉ" in page.locator(f"#chunk-{ordinal}").inner_text()  # the cited passage is on the page
+    log.refresh_from_db()
+    assert log.helpful is True and [o["number"] for o in log.opened] == [1]
 
 
 def test_document_page_shows_the_content_when_processing_ends(live_server, browser, transactional_db):

@@ -101,3 +101,78 @@ def test_anonymous_builds_from_public_documents_only(world):  # noqa: F811
     process(docs)
     dataset = build_dataset("anon", DatasetSpec(synthetic="offline", eval_share=0), AnonymousUser())
     assert set(dataset.pairs.values_list("doc_key", flat=True)) == {f"doc:{docs[0].pk}"}
+
+
+# --- answer feedback (issue 13: the answer log's opened citations and votes) ----------
+
+def answered(user, question, *docs, helpful=None, opened=()):
+    """An AnswerLog citing the first chunk of each of `docs` (numbered in order), with the asker's feedback."""
+    from answers.models import AnswerLog
+
+    citations = [{"number": i + 1, "chunk_id": d.chunks.first().pk, "document_id": d.pk, "score": 0.5}
+                 for i, d in enumerate(docs)]
+    return AnswerLog.objects.create(user=user, question=question, kind="extracted", citations=citations,
+                                    retrieved=citations, helpful=helpful,
+                                    opened=[{**c, "at": "2026-01-01T00:00:00+00:00"} for c in citations
+                                            if c["number"] in opened])
+
+
+def test_answer_feedback_pairs_negatives_and_what_is_left_out():
+    leave = processed(1, "# Nghỉ phép\n\nNgười lao động được nghỉ phép năm 12 ngày.\n")
+    advance = processed(1, "# Tạm ứng\n\nTạm ứng công tác phí trước 5 ngày.\n")
+    overtime = processed(1, "# Làm thêm giờ\n\nLàm thêm giờ được trả 150% lương.\n")
+    secret = processed(3, "# Lương\n\nBảng lương bí mật của ban giám đốc.\n")
+    builder, asker = f.user("builder", clearance=1), f.user("asker", clearance=1)
+    answered(asker, "Nghỉ phép năm bao nhiêu ngày?", leave, secret, helpful=True)  # secret: never read
+    answered(asker, "nghỉ phép năm bao nhiêu ngày", advance, overtime, secret, helpful=False)  # same question
+    answered(None, "tạm ứng công tác phí", advance, leave, opened=(1,))  # anonymous visitors' openings count
+    answered(asker, "làm thêm giờ", overtime, leave, opened=(1, 2), helpful=False)  # opened, then unhelpful
+    answered(asker, "không ai bấm", overtime)  # no feedback: nothing
+    gone = answered(asker, "lương", leave, helpful=True)
+    gone.citations = [{**gone.citations[0], "chunk_id": 999999}]  # re-ingested since: the chunk is gone
+    gone.save()
+
+    dataset = build_dataset("afb", DatasetSpec(feedback=True, eval_share=0), builder)
+    pairs = {(p.query, p.doc_key): p for p in dataset.pairs.all()}
+    assert set(pairs) == {("Nghỉ phép năm bao nhiêu ngày?", f"doc:{leave.pk}"),
+                          ("tạm ứng công tác phí", f"doc:{advance.pk}")}
+    helpful = pairs[("Nghỉ phép năm bao nhiêu ngày?", f"doc:{leave.pk}")]
+    assert helpful.query_type == "answer_helpful" and helpful.chunk_id == leave.chunks.first().pk
+    assert helpful.positive == "Nghỉ phép Người lao động được nghỉ phép năm 12 ngày."
+    assert helpful.negative.endswith("Tạm ứng công tác phí trước 5 ngày.")  # the unhelpful answer's first citation
+    opened = pairs[("tạm ứng công tác phí", f"doc:{advance.pk}")]
+    assert opened.query_type == "answer_opened" and opened.negative == ""
+    report = next(r for r in dataset.sources if r.get("from") == "answers")
+    assert report["as_user"] == "builder" and report["pairs"] == 2 and report["negatives"] == 1
+    assert report["helpful"] == 2 and report["not_helpful"] == 2 and report["without_chunk"] == 1
+    assert report["unused_negatives"] == 1  # the overtime passage, second citation of the unhelpful answer
+    assert not any("bí mật" in p.positive + p.negative for p in dataset.pairs.all())
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_answer_feedback_contains_only_what_its_builder_may_see(world, name):  # noqa: F811
+    """A superuser's answers: one citing every level, voted helpful; for another
+    question, the public document opened and an answer citing the other levels
+    voted unhelpful. The positives name exactly the documents the builder may
+    see, the negative is the first of them the builder may see, and no text of
+    a hidden document is anywhere in the dataset."""
+    docs, people = world
+    process(docs)
+    root = people["superuser"]
+    answered(root, "tài liệu nhân sự", *[docs[level] for level in sorted(docs)], helpful=True)
+    answered(root, "quy định chung", docs[0], opened=(1,))
+    answered(root, "quy định chung", docs[3], docs[2], docs[1], helpful=False)
+    dataset = build_dataset(f"answers-by-{name}", DatasetSpec(feedback=True, eval_share=0), people[name])
+    visible = {doc.pk for level, doc in docs.items() if level in EXPECTED[name]}
+    pairs = list(dataset.pairs.all())
+    assert {int(p.doc_key.split(":")[1]) for p in pairs if p.query == "tài liệu nhân sự"} == visible, name
+    general = next(p for p in pairs if p.query == "quy định chung")
+    hidden_first = [level for level in (3, 2, 1) if level in EXPECTED[name]]
+    if hidden_first:
+        assert f"mức truy cập {hidden_first[0]}, số" in general.negative, name
+    else:
+        assert general.negative == "", name
+    text = " ".join(p.query + p.positive + p.negative for p in pairs)
+    for level in docs:
+        if level not in EXPECTED[name]:
+            assert f"mức truy cập {level}, số" not in text, (name, level)

@@ -1,5 +1,6 @@
 """One chat completion from the answer endpoint (PORTAL_ANSWER_CHAT_URL, an
-OpenAI-compatible `POST …/chat/completions`), within a deadline.
+OpenAI-compatible `POST …/chat/completions`), within a deadline: whole
+(`complete`) or streamed as the model writes it (`stream`, server-sent events).
 
 A person is waiting, so: one try, no retries, and the timeout bounds the whole
 call — connecting, waiting for the first byte and reading — not each socket
@@ -15,6 +16,8 @@ import json
 import socket
 import ssl
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -50,21 +53,85 @@ class ChatEndpoint:
         return url if url.endswith("/chat/completions") else url + "/chat/completions"
 
 
-def complete(endpoint: ChatEndpoint, messages: list[dict], *, temperature: float = 0.1,
-             max_tokens: int = 800) -> str:
-    """The assistant's text for `messages`, or ChatFailure."""
+def _request(endpoint: ChatEndpoint, messages: list[dict], temperature: float, max_tokens: int,
+             streamed: bool) -> tuple[bytes, dict]:
     body = json.dumps({"model": endpoint.model, "messages": messages, "temperature": temperature,
-                       "max_tokens": max_tokens, "stream": False}, ensure_ascii=False).encode()
-    headers = {"Content-Type": "application/json; charset=utf-8", "Accept": "application/json"}
+                       "max_tokens": max_tokens, "stream": streamed}, ensure_ascii=False).encode()
+    headers = {"Content-Type": "application/json; charset=utf-8",
+               "Accept": "text/event-stream" if streamed else "application/json"}
     if endpoint.api_key:
         headers["Authorization"] = f"Bearer {endpoint.api_key}"
-    status, raw = _post(endpoint.completions_url, body, headers, endpoint.timeout)
-    where = endpoint.completions_url
+    return body, headers
+
+
+def _check_status(status: int, where: str) -> None:
     if status == 429:
         raise ChatFailure(Failure.RATE_LIMITED, f"{where} is rate-limiting (HTTP 429)")
     if status != 200:
         raise ChatFailure(Failure.UNREACHABLE, f"{where} answered HTTP {status}")
-    return _content(raw, where)
+
+
+def complete(endpoint: ChatEndpoint, messages: list[dict], *, temperature: float = 0.1,
+             max_tokens: int = 800) -> str:
+    """The assistant's text for `messages`, or ChatFailure."""
+    body, headers = _request(endpoint, messages, temperature, max_tokens, streamed=False)
+    status, raw = _post(endpoint.completions_url, body, headers, endpoint.timeout)
+    _check_status(status, endpoint.completions_url)
+    return _content(raw, endpoint.completions_url)
+
+
+def stream(endpoint: ChatEndpoint, messages: list[dict], *, temperature: float = 0.1,
+           max_tokens: int = 800) -> Iterator[str]:
+    """The assistant's text for `messages` in pieces, as the model writes them
+    (`"stream": true`: `data: {choices[0].delta.content}` events, then
+    `data: [DONE]`). The deadline bounds the whole stream, not each piece: a
+    model trickling one token a second is cut off at `endpoint.timeout`. Every
+    failure is a ChatFailure, also after some pieces were given — the caller
+    decides what becomes of those. A server that ignores `stream` and answers
+    with one JSON completion gives its text as one piece."""
+    where = endpoint.completions_url
+    body, headers = _request(endpoint, messages, temperature, max_tokens, streamed=True)
+    with _open(where, body, headers, endpoint.timeout) as (response, read):
+        _check_status(response.status, where)
+        if "json" in (response.getheader("Content-Type") or ""):
+            yield _content(b"".join(iter(read, b"")), where)
+            return
+        buffer, wrote = b"", False
+        while True:
+            piece = read()
+            if not piece:
+                raise ChatFailure(Failure.BAD_ANSWER, f"{where} ended its stream before the answer did")
+            buffer += piece
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                text = _event_text(line.strip(), where)
+                if text is None:  # data: [DONE]
+                    if not wrote:
+                        raise ChatFailure(Failure.BAD_ANSWER, f"{where} answered with no text")
+                    return
+                if text:
+                    wrote = wrote or bool(text.strip())
+                    yield text
+
+
+def _event_text(line: bytes, where: str) -> str | None:
+    """The text of one line of an event stream ("" for a line without any:
+    blank, a comment, another field, a delta with no content); None at [DONE]."""
+    if not line.startswith(b"data:"):
+        return ""  # blank (end of an event), ": keep-alive" comments, event:/id:/retry: fields
+    data = line[5:].strip()
+    if data == b"[DONE]":
+        return None
+    try:
+        event = json.loads(data)
+        if "error" in event and not event.get("choices"):
+            raise ChatFailure(Failure.BAD_ANSWER, f"{where} reported an error in its stream")
+        content = event["choices"][0]["delta"].get("content") if event["choices"] else ""
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError):
+        raise ChatFailure(Failure.BAD_ANSWER, f"{where} did not stream a chat completion") from None
+    if content is not None and not isinstance(content, str):
+        raise ChatFailure(Failure.BAD_ANSWER, f"{where} did not stream a chat completion")
+    return content or ""
 
 
 def _content(raw: bytes, where: str) -> str:
@@ -79,6 +146,17 @@ def _content(raw: bytes, where: str) -> str:
 
 def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, bytes]:
     """(status, body) of one POST, all of it within `timeout` seconds."""
+    with _open(url, body, headers, timeout) as (response, read):
+        return response.status, b"".join(iter(read, b""))
+
+
+@contextmanager
+def _open(url: str, body: bytes, headers: dict, timeout: float):
+    """One POST to `url`: (the response, `read()` → its next bytes, b"" at the
+    end), with every step — connecting, sending, waiting, each read — bounded
+    by what is left of `timeout` seconds from now. Failures, including those
+    raised while the caller reads, become ChatFailure; the connection is closed
+    on leaving (also when a streaming caller stops early)."""
     parts = urlsplit(url)
     deadline = time.monotonic() + timeout
 
@@ -101,17 +179,18 @@ def _post(url: str, body: bytes, headers: dict, timeout: float) -> tuple[int, by
         conn.request("POST", path, body=body, headers=headers)
         sock.settimeout(remaining())
         response = conn.getresponse()
-        chunks, size = [], 0
-        while True:
+        size = 0
+
+        def read() -> bytes:
+            nonlocal size
             sock.settimeout(remaining())
             piece = response.read1(READ_SIZE)
-            if not piece:
-                break
             size += len(piece)
             if size > MAX_RESPONSE_BYTES:
                 raise ChatFailure(Failure.BAD_ANSWER, f"{url} answered with more than {MAX_RESPONSE_BYTES} bytes")
-            chunks.append(piece)
-        return response.status, b"".join(chunks)
+            return piece
+
+        yield response, read
     except (socket.timeout, TimeoutError):
         raise ChatFailure(Failure.TIMEOUT, f"{url} did not answer within {timeout:g} s") from None
     except (OSError, http.client.HTTPException) as exc:

@@ -23,10 +23,11 @@ scored:
 Modes: `extracted` (the chat endpoint switched off for the run) and
 `generated` (the configured endpoint; a failed call falls back to the
 extraction as it would for a person, and is counted in `fallbacks`). Each mode
-is a timer, `TIMERS[mode](user, question) -> Timed`. Neither mode streams yet,
-so the first token arrives with the full answer and both latencies are equal;
-a streaming answer (e.g. answers.services.answering.stream_answer, when it
-exists) plugs in as another timer that reports when its first piece came.
+is a timer, `TIMERS[mode](user, question) -> Timed`. The generated mode is
+asked as the search page's panel asks (answers.services.answering.stream_answer):
+its first token is the first piece of text the page can show (or the final
+answer, when nothing was streamed: not found, or the extraction after a failed
+call). The extracted answer is not streamed: its first token comes with it.
 """
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ from django.conf import settings
 from django.test.utils import override_settings
 
 from answers.models import AnswerKind
-from answers.services.answering import Answer, answer_question, configured_endpoint
+from answers.services.answering import Answer, Final, Token, answer_question, configured_endpoint, stream_answer
 from documents.models import Chunk
 from documents.services.text import fold
 from search.evaluation import metrics as m
@@ -81,7 +82,19 @@ def _extracted(user, question: str) -> Timed:
         return _timed_answer(user, question)
 
 
-TIMERS: dict[str, Callable[[object, str], Timed]] = {EXTRACTED: _extracted, GENERATED: _timed_answer}
+def _streamed_answer(user, question: str) -> Timed:
+    started = time.perf_counter()
+    first = answer = None
+    for event in stream_answer(user, question):
+        if first is None and (isinstance(event, Final) or (isinstance(event, Token) and event.text)):
+            first = time.perf_counter()
+        if isinstance(event, Final):
+            answer = event.answer
+    done = time.perf_counter()
+    return Timed(answer, (done - started) * 1000, (first - started) * 1000)
+
+
+TIMERS: dict[str, Callable[[object, str], Timed]] = {EXTRACTED: _extracted, GENERATED: _streamed_answer}
 
 
 def available_modes() -> list[str]:

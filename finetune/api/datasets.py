@@ -84,7 +84,9 @@ class BuildSerializer(serializers.Serializer):
                                         help_text="vicov19qa: its train split, read from the server's copy.")
     benchmark_val = serializers.BooleanField(required=False, default=False,
                                              help_text="Also the benchmark's val split, as the eval side.")
-    feedback = serializers.BooleanField(required=False, default=False)
+    feedback = serializers.BooleanField(required=False, default=False, help_text=(
+        "Pairs from search feedback (helpful or opened results) and answer feedback (opened or helpful "
+        "citations; an unhelpful answer's citations as negatives), read with the building user's access."))
     synthetic = serializers.ChoiceField(choices=["", "offline"], required=False, default="", help_text=(
         "offline: queries from headings, titles, keywords and first sentences. The chat-endpoint generator "
         "runs from `manage.py finetune_dataset build --synthetic http` (it can take longer than a request)."))

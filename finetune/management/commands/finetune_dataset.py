@@ -52,7 +52,7 @@ class Command(BaseCommand):
         build.add_argument("--metadata", help="document_metadata.json")
         build.add_argument("--vicov-train", help="the vicov19qa train CSV (read in place)")
         build.add_argument("--vicov-val", help="the vicov19qa val CSV: its questions form the eval split")
-        build.add_argument("--feedback", action="store_true", help="pairs from search feedback")
+        build.add_argument("--feedback", action="store_true", help="pairs from search and answer feedback")
         build.add_argument("--synthetic", choices=["offline", "http"], help="synthetic queries for chunks")
         build.add_argument("--synthetic-from", default="portal", help="portal, metadata or portal,metadata")
         build.add_argument("--synthetic-documents", help="only these portal document codes (comma-separated)")

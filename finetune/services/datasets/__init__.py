@@ -3,8 +3,10 @@
 - imported files (`imports`): positive_pairs.jsonl, hard_negatives.jsonl and
   document_metadata.json, in the formats of DESIGN.md;
 - the vicov19qa benchmark's train (and val) file, read from its path (`benchmark`);
-- search feedback (`feedback`): helpful or opened results as positives,
-  results voted unhelpful as negatives;
+- search and answer feedback (`feedback`): helpful or opened results as
+  positives, results voted unhelpful as negatives; an answer's opened or
+  helpful citations as positives for its question, the citations of an
+  answer voted unhelpful as negatives (`answer_feedback`);
 - synthetic queries for the portal's or the metadata's chunks (`synthetic`):
   offline, or from an OpenAI-compatible chat endpoint;
 

@@ -19,6 +19,7 @@ from django.utils.translation import gettext as _
 
 from finetune.models import DatasetStatus, PairSource, TrainingDataset, TrainingPair
 from finetune.services.datasets import imports, splitting, synthetic
+from finetune.services.datasets.answer_feedback import answer_feedback_records
 from finetune.services.datasets.benchmark import benchmark_records
 from finetune.services.datasets.feedback import feedback_records
 from finetune.services.datasets.records import PairRecord, SourceError, SourceFile
@@ -155,10 +156,11 @@ def _gather(prepared: _Prepared, spec: DatasetSpec, user, progress: Progress | N
     if prepared.benchmark is not None:
         records += prepared.benchmark[0]
         reports.append(prepared.benchmark[1])
-    if spec.feedback:
-        found, report = feedback_records(user)
-        records += found
-        reports.append({**report, "as_user": _username(user)})
+    if spec.feedback:  # search feedback, then answer feedback (both read through the user's access)
+        for read in (feedback_records, answer_feedback_records):
+            found, report = read(user)
+            records += found
+            reports.append({**report, "as_user": _username(user)})
     if prepared.generator is not None:
         def tick(done, total):
             if progress:

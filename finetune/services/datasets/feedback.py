@@ -56,11 +56,11 @@ def feedback_records(user) -> tuple[list[PairRecord], dict]:
             known = records.get(key)
             if known is not None:
                 if not known.negative and candidates:
-                    known.negative = _passage(candidates[0].chunk)
+                    known.negative = passage(candidates[0].chunk)
                 continue
             records[key] = PairRecord(
-                query=query, positive=_passage(chunk), source=PairSource.FEEDBACK, doc_key=f"doc:{chunk.document_id}",
-                negative=_passage(candidates[0].chunk) if candidates else "", chunk_id=chunk.pk,
+                query=query, positive=passage(chunk), source=PairSource.FEEDBACK, doc_key=f"doc:{chunk.document_id}",
+                negative=passage(candidates[0].chunk) if candidates else "", chunk_id=chunk.pk,
                 access_level=chunk.document.access_level, query_type=str(entry.kind),
                 domain=chunk.document.document_type)
             report["unused_negatives"] += max(0, len(candidates) - 1)
@@ -69,6 +69,6 @@ def feedback_records(user) -> tuple[list[PairRecord], dict]:
     return list(records.values()), report
 
 
-def _passage(chunk) -> str:
+def passage(chunk) -> str:
     """What the model reads for the chunk (heading line + text), as search embeds it."""
     return clean(embedding_text(chunk.text, chunk.heading_path))
