@@ -130,7 +130,7 @@ def P(coverage, answerable, similarity=0.5):  # noqa: N802 - reads like a point
 def test_the_threshold_maximises_answered_plus_refused_ties_to_the_lowest():
     points = [P(1.0, True), P(0.9, True), P(0.8, True), P(0.6, True),
               P(0.7, False), P(0.5, False), Point("off-topic", False, None)]
-    record = choose_threshold(points, similarity_bar=None, max_answer_loss=0.5)
+    record = choose_threshold(points, similarity_bar=None, max_answer_loss=0.5, confidence=None)
     # refusing 0.7 costs the answer at 0.6: 0.75 + 1.0 beats the floors' 1.0 + 1/3 and 0.5001's 1.0 + 2/3
     assert record["threshold"] == 0.7001 and record["chosen"] == {"threshold": 0.7001, "answered_rate": 0.75,
                                                                   "refusal_rate": 1.0}
@@ -142,16 +142,29 @@ def test_the_threshold_maximises_answered_plus_refused_ties_to_the_lowest():
 
 def test_the_answer_loss_bounds_the_choice():
     points = [P(1.0, True), P(0.9, True), P(0.6, True), P(0.55, True), P(0.7, False), P(0.65, False), P(0.5, False)]
-    free = choose_threshold(points, similarity_bar=None, max_answer_loss=1.0)
+    free = choose_threshold(points, similarity_bar=None, max_answer_loss=1.0, confidence=None)
     assert free["threshold"] == 0.7001  # loses half of the answers: 0.5 + 1.0 against 1.0 + 1/3
-    bounded = choose_threshold(points, similarity_bar=None, max_answer_loss=0.25)
+    bounded = choose_threshold(points, similarity_bar=None, max_answer_loss=0.25, confidence=None)
     assert bounded["threshold"] == 0.5001 and bounded["chosen"]["answered_rate"] == 1.0
 
 
 def test_the_similarity_bar_counts_in_the_choice():
     points = [P(1.0, True), P(0.4, True, similarity=0.93), P(0.6, False, similarity=0.88)]
-    record = choose_threshold(points, similarity_bar=0.9)
+    record = choose_threshold(points, similarity_bar=0.9, confidence=None)
     assert record["threshold"] == 0.6001 and record["chosen"]["answered_rate"] == 1.0  # 0.4 answered by meaning
+
+
+def test_a_gain_within_chance_stores_no_threshold():
+    """Refusing 2 of 25 unanswerable questions at no cost is chance; 20 of 25 is not."""
+    answerable = [P(0.9 + i / 1000, True) for i in range(40)]
+    few = answerable + [P(0.3, False), P(0.35, False)] + [Point(f"u{i}", False, None) for i in range(23)]
+    record = choose_threshold(few, similarity_bar=None)
+    assert record["threshold"] is None and record["best"]["threshold"] == 0.3501 and record["gain"] == 0.08
+    assert record["gain_interval"][0] <= 0 < record["gain_interval"][1] and "within chance" in record["reason"]
+    many = answerable + [P(0.3 + i / 100, False) for i in range(20)] + [Point(f"u{i}", False, None) for i in range(5)]
+    record = choose_threshold(many, similarity_bar=None)
+    assert record["threshold"] == 0.4901 and record["chosen"]["refusal_rate"] == 1.0
+    assert record["gain_interval"][0] > 0
 
 
 def test_no_threshold_when_the_floors_alone_do_as_well():

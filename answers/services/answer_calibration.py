@@ -14,9 +14,11 @@ floor). Over every threshold that separates two measured questions:
 
 Among thresholds that keep the answered rate within MAX_ANSWER_LOSS (2
 points) of the floors' own, the chosen one maximises their sum (balanced
-accuracy), ties going to the lowest threshold (more answers). When no
-threshold beats the floors alone the answer floor stays empty.
-docs/decisions.md, "An answer floor for near misses".
+accuracy), ties going to the lowest threshold (more answers). It is stored
+only when its gain over the floors alone is beyond chance: the lower end of
+a bootstrap confidence interval (questions resampled within each kind, as
+the hybrid calibration does for its fusion) above zero. Otherwise the answer
+floor stays empty. docs/decisions.md, "An answer floor for near misses".
 """
 from __future__ import annotations
 
@@ -41,6 +43,7 @@ SAMPLE_UNANSWERABLE_CALIBRATION = SAMPLES / "unanswerable_calibration.jsonl"
 # floors keep 98% of theirs: search.evaluation.floors.ANSWER_LOSS). Measured with 10%, the
 # balanced choice cost the held-out guard set 40% of its answers: docs/decisions.md.
 MAX_ANSWER_LOSS = 0.02
+BOOTSTRAP_SAMPLES, CONFIDENCE, SEED = 2000, 0.95, 13
 Progress = Callable[[int, int], None]
 
 
@@ -84,10 +87,32 @@ def candidate_thresholds(points: list[Point]) -> list[float]:
     return sorted({round(v, 4) for v in values} | {round(v + 0.0001, 4) for v in values})
 
 
+def gain_interval(points: list[Point], threshold: float, similarity_bar: float | None,
+                  samples: int = BOOTSTRAP_SAMPLES, confidence: float = CONFIDENCE) -> tuple[float, float]:
+    """Bootstrap interval of (answered + refused) with `threshold` minus without,
+    the answerable and the unanswerable questions resampled separately."""
+    import numpy as np
+
+    def decided(p: Point, t) -> bool:  # the right outcome for the question's kind
+        answered = p.support is not None and p.support.answers(t, similarity_bar)
+        return answered if p.answerable else not answered
+
+    rng = np.random.default_rng(SEED)
+    gains = np.zeros(samples)
+    for kind in (True, False):
+        group = [p for p in points if p.answerable == kind]
+        change = np.array([decided(p, threshold) - decided(p, None) for p in group], dtype=float)
+        picks = rng.integers(0, len(group), size=(samples, len(group)))
+        gains += change[picks].mean(axis=1)
+    tail = (1 - confidence) / 2
+    return round(float(np.quantile(gains, tail)), 4), round(float(np.quantile(gains, 1 - tail)), 4)
+
+
 def choose_threshold(points: list[Point], similarity_bar: float | None,
-                     max_answer_loss: float = MAX_ANSWER_LOSS) -> dict:
+                     max_answer_loss: float = MAX_ANSWER_LOSS, confidence: float | None = CONFIDENCE) -> dict:
     """The record: the floors' own outcome, the curve, and the chosen threshold
-    (None when nothing beats the floors alone, or a side has no questions)."""
+    (None when nothing beats the floors alone beyond chance, or a side has no
+    questions; `confidence=None`: any gain counts)."""
     base = outcome(points, None, similarity_bar)
     record = {"rule": "content coverage ≥ threshold, or similarity ≥ the semantic-only floor",
               "similarity_bar": similarity_bar, "max_answer_loss": max_answer_loss,
@@ -102,6 +127,15 @@ def choose_threshold(points: list[Point], similarity_bar: float | None,
     if best is None or best["answered_rate"] + best["refusal_rate"] <= base["answered_rate"] + base["refusal_rate"]:
         return {**record, "threshold": None, "chosen": base, "curve": curve,
                 "reason": "no threshold beats the relevance floors alone"}
+    record["gain"] = round(best["answered_rate"] + best["refusal_rate"] - base["answered_rate"]
+                           - base["refusal_rate"], 4)
+    if confidence is not None:
+        record["gain_interval"] = gain_interval(points, best["threshold"], similarity_bar, confidence=confidence)
+        if record["gain_interval"][0] <= 0:
+            return {**record, "threshold": None, "chosen": base, "best": best, "curve": curve,
+                    "reason": f"the best threshold, {best['threshold']}, gains {record['gain']:+.4f} "
+                              f"(answered + refused), within chance: {confidence:.0%} interval "
+                              f"{record['gain_interval'][0]:+.4f} to {record['gain_interval'][1]:+.4f}"}
     return {**record, "threshold": best["threshold"], "chosen": best, "curve": curve}
 
 
@@ -142,7 +176,9 @@ def answer_floor_table(record: dict) -> str:
     if record["threshold"] is None:
         lines.append(f"  answer floor: none ({record.get('reason')})")
     else:
+        interval = record.get("gain_interval")
         lines.append(f"  answer floor: {record['threshold']:.4f} — answered {chosen['answered_rate']:.1%}, refused "
                      f"{chosen['refusal_rate']:.1%} (the highest answered + refused, losing at most "
-                     f"{record['max_answer_loss']:.0%} of the answers)")
+                     f"{record['max_answer_loss']:.0%} of the answers; gain {record['gain']:+.4f}"
+                     + (f", interval {interval[0]:+.4f} to {interval[1]:+.4f})" if interval else ")"))
     return "\n".join(lines)
