@@ -38,9 +38,17 @@ from search.evaluation.models import EvaluationSet  # noqa: E402
 
 
 def front(curve: list[dict]) -> list[dict]:
-    """Thresholds no other beats on both rates."""
-    return [c for c in curve if not any(o["answered_rate"] >= c["answered_rate"] and o["refusal_rate"]
-                                        >= c["refusal_rate"] and o != c for o in curve)]
+    """The lowest threshold of each pair of rates that no other threshold beats
+    (at least as good on both, better on one)."""
+    def beats(o, c):
+        return (o["answered_rate"] >= c["answered_rate"] and o["refusal_rate"] >= c["refusal_rate"]
+                and (o["answered_rate"], o["refusal_rate"]) != (c["answered_rate"], c["refusal_rate"]))
+
+    kept = {}
+    for c in curve:  # thresholds ascending: the first of equal rates is the lowest
+        if not any(beats(o, c) for o in curve):
+            kept.setdefault((c["answered_rate"], c["refusal_rate"]), c)
+    return list(kept.values())
 
 
 def plot(curve: list[dict], marked: dict, base: dict, path: Path, title: str) -> None:
@@ -54,7 +62,7 @@ def plot(curve: list[dict], marked: dict, base: dict, path: Path, title: str) ->
             label="every threshold")
     ax.plot([base["refusal_rate"]], [base["answered_rate"]], "ks", label="relevance floors only")
     for label, c in marked.items():
-        ax.plot([c["refusal_rate"]], [c["answered_rate"]], "o", label=f"{label} ({c['threshold']})")
+        ax.plot([c["refusal_rate"]], [c["answered_rate"]], "o", label=label)
     ax.set_xlabel("refused (unanswerable questions)")
     ax.set_ylabel("answered (answerable questions)")
     ax.set_title(title, fontsize=9)
