@@ -62,6 +62,7 @@ def test_a_passage_as_close_as_the_semantic_only_floor_asks_is_answered_below_th
 
 @pytest.mark.django_db
 def test_an_empty_answer_floor_is_the_relevance_floors_alone(corpus, employee):
+    assert Support(0.0, None).answers(None, None)  # no floor: every measured support answers
     set_answer_floor(None)
     evidence = gather_evidence(employee, NEAR_MISS)
     assert evidence.sources and evidence.support is None and evidence.held_back == []
