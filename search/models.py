@@ -65,6 +65,12 @@ class EmbeddingSpace(models.Model):
         _("keyword floor"), null=True, blank=True,
         help_text=_("Share (0–1) of the query's weight a keyword hit must contain to be a result (calibrated "
                     "on an evaluation set; empty: every keyword hit counts)."))
+    answer_floor = models.FloatField(
+        _("answer floor"), null=True, blank=True,
+        help_text=_("Answers only (search results are unchanged): the share (0–1) of a question's content words "
+                    "its best passage must cover, unless the passage is as similar as the semantic-only floor "
+                    "asks; below it the answer is \"not found\" (calibrated by calibrate_answers; empty: the "
+                    "relevance floors alone decide)."))
     calibration = models.JSONField(_("calibration"), default=dict, blank=True,
                                    help_text=_("How the fusion weights were chosen (set, metric, curve)."))
     model_card = models.JSONField(_("model card"), default=dict, blank=True)

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import pytest
 from django.core.management import call_command
 
-from answers.services import evaluation
+from answers.services import answer_calibration, evaluation
 from answers.services.answering import Answer, answer_question
 from answers.services.evaluation import Case, score_case, summarise
 from answers.services.prompt_templates import question_language
@@ -130,11 +130,19 @@ def test_sample_references_lie_in_their_documents_and_unanswerable_questions_are
         codes = r["doc_id"] if isinstance(r["doc_id"], list) else [r["doc_id"]]
         texts = [normalise("\n".join(s.text for s in extracted(code).sections)) for code in codes]
         assert any(normalise(r["positive"]) in text for text in texts), r
-    unanswerable = read_jsonl(SAMPLES / "unanswerable.jsonl")
-    assert len(unanswerable) >= 8 and all(set(r) == {"query", "_line"} for r in unanswerable)
+    unanswerable = read_jsonl(SAMPLES / "unanswerable.jsonl")  # held out: evaluate_answers
+    held_for_calibration = read_jsonl(SAMPLES / "unanswerable_calibration.jsonl")  # calibrate_answers
+    answerable_for_calibration = read_jsonl(SAMPLES / "answerable_calibration.jsonl")
+    assert len(unanswerable) >= 30 and len(held_for_calibration) >= 20 and len(answerable_for_calibration) >= 40
+    for r in unanswerable + held_for_calibration:
+        assert set(r) <= {"query", "kinds", "near", "_line"} and ("near" in r) == ("near_miss" in r["kinds"]), r
     asked = {query_key(r["query"]) for r in calibration + read_jsonl(SAMPLES / "guard_pairs.jsonl")}
-    assert not asked & {query_key(r["query"]) for r in unanswerable}
-    assert all(question_language(r["query"]) == "vi" for r in unanswerable)
+    keys = [{query_key(r["query"]) for r in rows}
+            for rows in (unanswerable, held_for_calibration, answerable_for_calibration)]
+    assert sum(map(len, keys)) == len(set().union(*keys)) and not asked & set().union(*keys)  # all new, none twice
+    assert all(question_language(r["query"]) == "vi" for r in unanswerable + held_for_calibration)
+    documents = {d["code"] for d in json.loads((SAMPLES / "manifest.json").read_text())["documents"]}
+    assert {r["doc_id"] for r in answerable_for_calibration} <= documents
 
 
 @pytest.mark.django_db
@@ -152,6 +160,13 @@ def test_evaluate_answers_runs_on_the_sample_corpus(settings, tmp_path):
     calibration.calibrate(samples, space)
     f.user("root", is_superuser=True)
     settings.VAR_DIR, settings.ANSWER_CHAT_URL = tmp_path, None
+    call_command("calibrate_answers", verbosity=0)  # as bin/run does next
+    space.refresh_from_db()
+    assert space.calibration["answers"]["answerable"] == samples.items.count() + len(
+        evaluation.read_unanswerable(answer_calibration.SAMPLE_ANSWERABLE_CALIBRATION))
+    calibration.calibrate(samples, space)  # the fusion recalibrated: the floors' and answers' records stay
+    space.refresh_from_db()
+    assert "floors" in space.calibration and "answers" in space.calibration
     call_command("evaluate_answers", "--json", str(tmp_path / "samples.json"))
     (result,) = json.loads((tmp_path / "samples.json").read_text())["modes"]
     summary = result["summary"]

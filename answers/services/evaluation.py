@@ -4,7 +4,9 @@ A case is a question with what answers it: the relevant documents (an
 evaluation item's document codes, or the documents of its relevant chunks)
 and a reference span (the item's `positive`: a verbatim span of the answer
 passage), or an unanswerable question (no document of the corpus answers it:
-documents/samples/unanswerable.jsonl for the sample sets). Each case is asked
+documents/samples/unanswerable.jsonl for the sample sets: held out, never
+calibrated on — the answer floor is calibrated on
+documents/samples/unanswerable_calibration.jsonl). Each case is asked
 through `answer_question` — the portal's own path: the search as the
 evaluating user, the relevance floors, the chat model or the extraction — and
 scored:
@@ -17,7 +19,8 @@ scored:
   quotes the whole reference span (accents, case and spacing folded) — what the
   extracted mode promises; a generated answer paraphrases, so read it there as
   a lower bound;
-- refusal rate: unanswerable questions answered "not found";
+- refusal rate: unanswerable questions answered "not found" (by the relevance
+  floors or by the space's answer floor: answers.services.support);
 - latency to the full answer and to its first token, p50/p95 (search included).
 
 Modes: `extracted` (the chat endpoint switched off for the run) and
@@ -42,12 +45,14 @@ from django.test.utils import override_settings
 
 from answers.models import AnswerKind
 from answers.services.answering import Answer, Final, Token, answer_question, configured_endpoint, stream_answer
+from answers.services.evidence import SPACE, answer_floor_override
 from documents.models import Chunk
 from documents.services.text import fold
 from search.evaluation import metrics as m
 from search.evaluation.models import EvaluationSet
 from search.evaluation.samples import CALIBRATION_SET, GUARD_SET
 from search.services import encoders
+from search.services.spaces import active_space
 
 SAMPLE_UNANSWERABLE = Path(settings.BASE_DIR) / "documents" / "samples" / "unanswerable.jsonl"
 WARM_UP_QUESTION = "warm-up question that no evaluation set asks"
@@ -177,8 +182,23 @@ def summarise(rows: list[dict]) -> dict:
     }
 
 
-def evaluate_mode(cases: list[Case], mode: str, user, *, progress: Progress | None = None) -> dict:
-    """{"mode", "summary", "rows"} for `cases` asked as `user` in `mode`."""
+def evaluate_mode(cases: list[Case], mode: str, user, *, progress: Progress | None = None,
+                  answer_floor: float | None | str = SPACE) -> dict:
+    """{"mode", "label", "answer_floor", "summary", "rows"} for `cases` asked as
+    `user` in `mode`, with `answer_floor` (SPACE: the space's own; None: the
+    relevance floors alone; a value: that one)."""
+    with answer_floor_override(answer_floor):
+        result = _evaluate_mode(cases, mode, user, progress)
+    space = active_space()
+    used = (space.answer_floor if space is not None else None) if answer_floor == SPACE else answer_floor
+    if used is None:  # a space without an answer floor reads as before
+        label = mode if answer_floor == SPACE else f"{mode}, relevance floors only"
+    else:
+        label = f"{mode}, answer floor {used}"
+    return {**result, "label": label, "answer_floor": used}
+
+
+def _evaluate_mode(cases: list[Case], mode: str, user, progress: Progress | None) -> dict:
     timer = TIMERS[mode]
     if mode == GENERATED and configured_endpoint() is None:
         raise ValueError("mode generated needs a chat endpoint: set PORTAL_ANSWER_CHAT_URL and "
@@ -197,7 +217,8 @@ def evaluate_mode(cases: list[Case], mode: str, user, *, progress: Progress | No
     return {"mode": mode, "model": endpoint.model if endpoint else "", "summary": summarise(rows), "rows": rows}
 
 
-def evaluate(cases: list[Case], modes: list[str], user, *, progress_for: Callable[[str], Progress] | None = None
-             ) -> list[dict]:
-    return [evaluate_mode(cases, mode, user, progress=progress_for(mode) if progress_for else None)
-            for mode in modes]
+def evaluate(cases: list[Case], modes: list[str], user, *, progress_for: Callable[[str], Progress] | None = None,
+             answer_floors: tuple = (SPACE,)) -> list[dict]:
+    return [evaluate_mode(cases, mode, user, progress=progress_for(mode) if progress_for else None,
+                          answer_floor=floor)
+            for mode in modes for floor in answer_floors]

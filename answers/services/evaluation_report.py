@@ -31,7 +31,7 @@ def metrics_chart(results: list[dict]) -> str:
     x = np.arange(len(keys))
     for i, r in enumerate(results):
         bars = ax.bar(x + i * width - 0.4 + width / 2, [r["summary"].get(k) or 0 for k, _ in keys], width,
-                      label=r["mode"] + (f" ({r['model']})" if r["model"] else ""))
+                      label=_label(r) + (f" ({r['model']})" if r["model"] else ""))
         ax.bar_label(bars, fmt="%.2f", fontsize=7, padding=2)
     ax.set_xticks(x, [label for _, label in keys], fontsize=8)
     ax.set_ylim(0, 1.15)
@@ -39,6 +39,10 @@ def metrics_chart(results: list[dict]) -> str:
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(axis="y", alpha=0.3)
     return _png(fig)
+
+
+def _label(result: dict) -> str:
+    return result.get("label") or result["mode"]
 
 
 def failures(result: dict) -> list[dict]:
@@ -66,11 +70,11 @@ def write_report(results: list[dict], name: str, *, title: str, meta: dict) -> P
     charts = {}
     if results:
         charts["metrics"] = metrics_chart(results)
-        labels = [f"{r['mode']} full" for r in results] + [f"{r['mode']} first token" for r in results]
+        labels = [f"{_label(r)} full" for r in results] + [f"{_label(r)} first token" for r in results]
         charts["latency"] = latency_chart(labels, [[x["latency_ms"] for x in r["rows"]] for r in results]
                                           + [[x["first_token_ms"] for x in r["rows"]] for r in results])
     context = {"title": title, "generated_at": generated, "meta": meta, "charts": charts, "keys": SUMMARY_KEYS,
-               "results": [{"mode": r["mode"], "model": r["model"], "values": [r["summary"].get(k) for k in
+               "results": [{"mode": _label(r), "model": r["model"], "values": [r["summary"].get(k) for k in
                                                                                 SUMMARY_KEYS],
                             "failures": failures(r)} for r in results]}
     (out / "report.html").write_text(render_to_string("evaluation/answers_report.html", context), encoding="utf-8")

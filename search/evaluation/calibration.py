@@ -45,6 +45,7 @@ METRICS = ("MRR@10", "nDCG@10", "Hit@1", "Hit@10")
 OBJECTIVE = "MRR@10"
 ROBUST_RRF_K, ROBUST_DEPTH = 60, 100
 WEAKER_SIDE_EXPONENT = 4  # the weaker side's weight: (its score / the stronger's) ** this (bench/calibration_resplits.py)
+KEPT_RECORDS = ("floors", "answers")  # records of other calibrations kept on the space when the fusion is recalibrated
 BOOTSTRAP_SAMPLES, CONFIDENCE = 2000, 0.95
 
 
@@ -241,8 +242,9 @@ def calibrate(evaluation_set, space: EmbeddingSpace, *, user=None, metric: str =
                    "grid_s": round(time.perf_counter() - started - retrieval_s, 2)})
     if save:
         c = record["chosen"]
-        floors_record = (space.calibration or {}).get("floors")  # calibrate_floors' record stays
-        calibration = {**record, **({"floors": floors_record} if floors_record else {})}
+        # calibrate_floors' record stays, and so does the answer floor's (answers.services.answer_calibration)
+        kept = {k: v for k, v in (space.calibration or {}).items() if k in KEPT_RECORDS}
+        calibration = {**record, **kept}
         EmbeddingSpace.objects.filter(pk=space.pk).update(
             fusion=c["fusion"], vector_weight=c["vector_weight"], keyword_weight=c["keyword_weight"],
             rrf_k=c["rrf_k"], candidate_depth=c["candidate_depth"], calibration=calibration)

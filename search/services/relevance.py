@@ -26,10 +26,13 @@ from __future__ import annotations
 
 import math
 
+from django.db import connection
+
 from documents.models import Chunk
 from documents.services.chunking import embedding_text
 from documents.services.text import fold, syllable_matches
 from search.models import EmbeddingSpace, KeywordStats, KeywordTerm
+from search.services.embedding import vector_literal
 from search.services.matching import QueryMatcher, exact_syllables
 
 Ranked = list[tuple[int, float]]
@@ -98,11 +101,13 @@ def query_weights(query: str) -> dict[str, float]:
     return {t: math.log(1 + (n - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5)) for t, term in terms.items()}
 
 
-def keyword_coverage(query: str, chunk_ids: list[int]) -> dict[int, float]:
+def keyword_coverage(query: str, chunk_ids: list[int], weights: dict[str, float] | None = None) -> dict[int, float]:
     """chunk id → share of the query's weight that the chunk matches phrase by
     phrase (search.services.matching), reading what the keyword index reads
-    (heading line and body) and the document's title."""
-    weights, matcher = query_weights(query), QueryMatcher(query)
+    (heading line and body) and the document's title. `weights`: the query's
+    syllables weighted otherwise than by `query_weights` (answers weigh
+    question words nothing: answers.services.support)."""
+    weights, matcher = query_weights(query) if weights is None else weights, QueryMatcher(query)
     rows = Chunk.objects.filter(pk__in=chunk_ids).values_list("pk", "text", "heading_path", "document__title")
     found = {pk: matcher.matches(f"{title}\n{embedding_text(text, path)}") for pk, text, path, title in rows}
     compounds = set().union(*(m.phrase_positions for m in found.values())) if found else set()
@@ -115,3 +120,20 @@ def above_keyword_floor(space: EmbeddingSpace | None, query: str, ranked: Ranked
         return ranked
     covered = keyword_coverage(query, [c for c, _ in ranked])
     return [(c, s) for c, s in ranked if covered.get(c, 0.0) >= floor]
+
+
+def chunk_similarities(space: EmbeddingSpace, query: str, chunk_ids: list[int]) -> dict[int, float]:
+    """chunk id → cosine similarity of the query to the chunk in `space` (its best
+    window's, as search ranks it: search.services.retrieval.vector_candidates);
+    a chunk without a vector in the space is missing."""
+    from search.services import encoders
+
+    if not chunk_ids:
+        return {}
+    dim = int(space.dimension)
+    qvec = vector_literal(encoders.encode_query(space, query))
+    with connection.cursor() as cur:
+        cur.execute(f"SELECT chunk_id, max(1 - (embedding::vector({dim}) <=> %s::vector({dim}))) "
+                    f"FROM search_chunkembedding WHERE space_id = %s AND chunk_id = ANY(%s) GROUP BY chunk_id",
+                    [qvec, space.pk, list(chunk_ids)])
+        return {chunk_id: float(s) for chunk_id, s in cur.fetchall()}
