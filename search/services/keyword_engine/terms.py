@@ -21,8 +21,8 @@ from functools import lru_cache
 import tantivy
 from tantivy import Occur, Query
 
-from documents.services.text import fold
 from search.services import keyword_index
+from search.services.keyword_index import fold  # cached per syllable
 from search.services.filters import SearchScope
 from search.services.keyword_engine import store
 from search.services.keyword_engine.searching import key_filter_query, recheck
