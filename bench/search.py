@@ -6,7 +6,8 @@ against exact search, throughput with concurrent clients.
 
 Works in its own database on the embedded server (default `bench_search`,
 created and migrated here), never the portal's. Data (see bench/search_data.py):
-N chunks of real vicov19qa text, 10 per ready document, access levels 30%
+N chunks of distinct texts (3–9 real vicov19qa sentences recombined,
+search_data.distinct_texts), 10 per ready document, access levels 30%
 public / 45% internal / 20% restricted / 5% confidential, one of 6 departments
 per document (department 0 owns 10%); vectors are low-rank perturbations of real
 all-MiniLM-L6-v2 embeddings of those texts. Loaded with COPY into one embedding
@@ -125,7 +126,8 @@ def main() -> None:
     log(f"generated {n} vectors in {time.perf_counter() - t:.1f} s")
     summary: dict = {"chunks": n, "documents": math.ceil(n / data.CHUNKS_PER_DOCUMENT), "database": args.database,
                      "model": str(Path(space.model_path).relative_to(Path(space.model_path).parents[1])), "dimension": space.dimension,
-                     "perturbation": {"rank": data.RANK, "scale": args.scale, "base_passages": len(texts)}}
+                     "perturbation": {"rank": data.RANK, "scale": args.scale, "base_passages": len(texts)},
+                     "chunk_texts": "distinct (search_data.distinct_texts)"}
     if reusable:
         sample = [1, n // 2, n]
         for cid in sample:
@@ -134,10 +136,15 @@ def main() -> None:
             got = np.array(json.loads(row), dtype=np.float32)
             if not np.allclose(got, vectors[cid - 1], atol=1e-6):
                 sys.exit("--reuse: stored vectors differ from the generated ones (other seed?); rerun without --reuse")
+        if sql1("SELECT text FROM documents_chunk WHERE id = 1") != data.distinct_texts(1, args.seed)[0]:
+            sys.exit("--reuse: the stored chunk texts are not this seed's distinct texts; rerun without --reuse")
         summary["load"] = previous.get("load", {"reused": True})
     else:
         log(f"loading {n} chunks with COPY …")
-        summary["load"] = dbload.load(n, texts, vectors, access, department, space)
+        # chunk texts: N distinct recombinations of real sentences (issue 12 point 1: a corpus that
+        # repeats each passage ~N/B times makes keyword ties, not ranking, decide the top 10);
+        # the vectors stay the low-rank perturbations of the base passages'
+        summary["load"] = dbload.load(n, data.distinct_texts(n, args.seed), vectors, access, department, space)
         log(f"loaded: {summary['load']}")
 
     # 2. HNSW index

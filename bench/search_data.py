@@ -130,10 +130,10 @@ def embedding_copy_block(vectors: np.ndarray, start: int, space_id: int, id_offs
     return rows.tobytes()
 
 
-def distinct_texts(n: int, seed: int, sentences_per_chunk: tuple[int, int] = (3, 9)) -> list[str]:
-    """N chunk texts, all different: 3–9 real vicov19qa sentences recombined at
-    random (seeded), so term statistics and lengths look like real text and no
-    text is repeated (a repeated text would let a cache or a tie flatter a figure)."""
+def distinct_compositions(n: int, seed: int, sentences_per_chunk: tuple[int, int] = (3, 9)
+                          ) -> tuple[list[str], list[tuple[int, ...]]]:
+    """(the sentence pool, N distinct tuples of sentence indices): chunk i is
+    the pool's sentences of tuple i joined by spaces (distinct_texts)."""
     import random
     import re
 
@@ -141,12 +141,23 @@ def distinct_texts(n: int, seed: int, sentences_per_chunk: tuple[int, int] = (3,
     sentences = list(dict.fromkeys(s.strip() for p in passages + questions
                                    for s in re.split(r"(?<=[.!?])\s+", p) if len(s.split()) >= 3))
     rng = random.Random(seed)
-    seen: set[str] = set()
-    out: list[str] = []
+    seen: set[tuple[int, ...]] = set()
+    out: list[tuple[int, ...]] = []
     lo, hi = sentences_per_chunk
+    population = range(len(sentences))
     while len(out) < n:
-        text = " ".join(rng.sample(sentences, rng.randint(lo, hi)))
-        if text not in seen:
-            seen.add(text)
-            out.append(text)
-    return out
+        parts = tuple(rng.sample(population, rng.randint(lo, hi)))
+        if parts not in seen:
+            seen.add(parts)
+            out.append(parts)
+    return sentences, out
+
+
+def distinct_texts(n: int, seed: int, sentences_per_chunk: tuple[int, int] = (3, 9)) -> list[str]:
+    """N chunk texts, all different: 3–9 real vicov19qa sentences recombined at
+    random (seeded), so term statistics and lengths look like real text and no
+    text is repeated (a repeated text would let a cache or a tie flatter a figure)."""
+    sentences, parts = distinct_compositions(n, seed, sentences_per_chunk)
+    texts = list(dict.fromkeys(" ".join(sentences[i] for i in p) for p in parts))
+    assert len(texts) == n, "two compositions gave the same text"
+    return texts

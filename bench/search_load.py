@@ -109,9 +109,11 @@ def column_types(table: str) -> dict[str, str]:
         return dict(cur.fetchall())
 
 
-def load(n: int, texts: list[str], vectors: np.ndarray, access: np.ndarray, department: np.ndarray,
+def load(n: int, texts: list[str], vectors: np.ndarray | None, access: np.ndarray, department: np.ndarray,
          space) -> dict:
-    """COPY documents, department links, chunks and embeddings (no HNSW index yet)."""
+    """COPY documents, department links, chunks and embeddings (no HNSW index yet;
+    no embeddings when `vectors` is None: a keyword-only corpus). Chunk i's text
+    is texts[i mod len(texts)]: pass N distinct texts (search_data.distinct_texts)."""
     import hashlib
 
     from django.db import connection, transaction
@@ -154,29 +156,32 @@ def load(n: int, texts: list[str], vectors: np.ndarray, access: np.ndarray, depa
                 if (i + 1) % 200_000 == 0:
                     log(f"  chunks {i + 1}/{n}")
         timings["chunks_s"] = time.perf_counter() - t
-        t = time.perf_counter()
-        with cur.copy("COPY search_chunkembedding (id, chunk_id, space_id, document_id, embedding) "
-                      "FROM STDIN (FORMAT BINARY)") as copy:
-            copy.write(data.COPY_HEADER)
-            step = 20_000
-            for start in range(0, n, step):
-                copy.write(data.embedding_copy_block(vectors[start:start + step], start, space.pk))
-                if (start + step) % 200_000 == 0:
-                    log(f"  embeddings {start + step}/{n}")
-            copy.write(data.COPY_TRAILER)
-        timings["embeddings_s"] = time.perf_counter() - t
+        if vectors is not None:
+            t = time.perf_counter()
+            with cur.copy("COPY search_chunkembedding (id, chunk_id, space_id, document_id, embedding) "
+                          "FROM STDIN (FORMAT BINARY)") as copy:
+                copy.write(data.COPY_HEADER)
+                step = 20_000
+                for start in range(0, n, step):
+                    copy.write(data.embedding_copy_block(vectors[start:start + step], start, space.pk))
+                    if (start + step) % 200_000 == 0:
+                        log(f"  embeddings {start + step}/{n}")
+                copy.write(data.COPY_TRAILER)
+            timings["embeddings_s"] = time.perf_counter() - t
         for table in ("documents_document", "documents_chunk", "search_chunkembedding",
                       "documents_document_departments"):
             cur.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
                         f"(SELECT coalesce(max(id), 1) FROM {table}))")
-    space.embedded_chunks = n
-    space.save(update_fields=["embedded_chunks"])
+    if space is not None:
+        space.embedded_chunks = n
+        space.save(update_fields=["embedded_chunks"])
     t = time.perf_counter()
     with connection.cursor() as cur:
         cur.execute("VACUUM (ANALYZE) documents_document, documents_document_departments, documents_chunk, "
                     "search_chunkembedding")
     timings["vacuum_analyze_s"] = time.perf_counter() - t
-    timings["embeddings_rows_per_s"] = n / timings["embeddings_s"]
+    if vectors is not None:
+        timings["embeddings_rows_per_s"] = n / timings["embeddings_s"]
     timings["chunks_rows_per_s"] = n / timings["chunks_s"]
     return {k: round(v, 2) for k, v in timings.items()}
 

@@ -175,7 +175,7 @@ def plot(results, path: Path) -> None:
 
 
 def main() -> None:
-    from search.services import keyword_index
+    from search.services import keyword_engine
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", action="append", default=[])
@@ -190,7 +190,7 @@ def main() -> None:
     results = []
     with scratch_database():
         chunk_ids = qa.build_documents(data.passages, prefix="VICOV")
-        keyword_index.rebuild()
+        keyword_engine.rebuild()
         for model in models:
             results.append(evaluate_model(model, data, chunk_ids))
     use_rule(admitted_by_meaning)

@@ -158,11 +158,8 @@ def test_the_limit_is_filled_from_visible_chunks():
 # --- the results page --------------------------------------------------------------
 
 def test_results_page_highlights_and_suggests_with_tantivy():
-    from search.services import keyword_index
-
     doc = make_doc("Nhân viên được nghỉ phép mười hai ngày mỗi năm.")
-    keyword_index.index_document(doc.pk)  # did-you-mean reads the PostgreSQL terms (issue 12: kept for now)
-    writer.rebuild()
+    writer.rebuild()  # did-you-mean reads the tantivy index (tests/test_keyword_tantivy_terms.py)
     result = run_search(AnonymousUser(), "nghi phep", "keyword")
     assert [h.document.pk for h in result.hits] == [doc.pk]
     assert "<mark>nghỉ phép</mark>" in result.hits[0].snippet

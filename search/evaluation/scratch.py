@@ -4,10 +4,16 @@ not touch the portal's documents:
     with scratch_database() as name:   # eval_scratch_<pid>, created and migrated
         ...                            # Django's default connection points at it
     # connections closed, the old database name restored, the scratch one dropped
+
+Its tantivy keyword index (PORTAL_KEYWORD_ENGINE=tantivy) lives in a temporary
+folder for as long as the database does: the machine's own copy indexes the
+portal's documents, never the scratch ones (keyword_engine.rebuild builds it).
 """
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 from contextlib import contextmanager
 
 from django.conf import settings
@@ -71,6 +77,8 @@ def scratch_database(name: str | None = None, *, keep: bool = False, migrate: bo
     with _admin_connection(db) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     _set_name(name)
+    index_dir, previous_index_dir = tempfile.mkdtemp(prefix=f"{name}-keyword-"), settings.KEYWORD_INDEX_DIR
+    settings.KEYWORD_INDEX_DIR = index_dir
     try:
         if migrate:
             call_command("migrate", verbosity=0, interactive=False)
@@ -78,5 +86,7 @@ def scratch_database(name: str | None = None, *, keep: bool = False, migrate: bo
     finally:
         connections.close_all()
         _set_name(previous)
+        settings.KEYWORD_INDEX_DIR = previous_index_dir
+        shutil.rmtree(index_dir, ignore_errors=True)
         if not keep:
             _drop(db, name)

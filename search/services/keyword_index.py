@@ -365,15 +365,25 @@ def _pair_counts(cur, pairs: list[tuple[int, int]], allowed_sql: str, params) ->
     return {(a, b): c for a, b, c in cur.fetchall()}
 
 
+def suggestion_tokens(query: str):
+    """(word matches, lower-case words) of a query a suggestion may rewrite; None
+    when it has no words or already has diacritics."""
+    matches = words(query)
+    tokens = [m.group().lower() for m in matches]
+    if not tokens or any(has_diacritics(t) for t in tokens):
+        return None
+    return matches, tokens
+
+
 def suggest(query: str, allowed_documents_sql: str, params) -> str | None:
     """"Did you mean": for a query typed without diacritics, the query with each
     word replaced by its accented form that is much more frequent — counted only
     over postings of the allowed documents — choosing among a word's forms the
     one that co-occurs best with its neighbours' forms. None when nothing better."""
-    matches = words(query)
-    tokens = [m.group().lower() for m in matches]
-    if not tokens or any(has_diacritics(t) for t in tokens):
+    found = suggestion_tokens(query)
+    if found is None:
         return None
+    matches, tokens = found
     with connection.cursor() as cur:
         cur.execute(f"SELECT id, term, folded FROM {TERMS} WHERE folded = ANY(%s) AND df > 0",
                     [sorted(set(tokens))])
@@ -381,13 +391,29 @@ def suggest(query: str, allowed_documents_sql: str, params) -> str | None:
         for pk, term, folded in cur.fetchall():
             forms.setdefault(folded, []).append((pk, term))
         counts = _allowed_counts(cur, [pk for fs in forms.values() for pk, _ in fs], allowed_documents_sql, params)
-        options = []  # per token: its top 3 forms seen in allowed documents, [(count, id, term)]
-        for token in tokens:
-            seen = sorted(((counts.get(pk, 0), pk, term) for pk, term in forms.get(token, [])), reverse=True)
-            options.append([o for o in seen if o[0] > 0][:3])
+        options = suggestion_options(tokens, forms, counts)
         pairs = {(a[1], b[1]) for left, right in zip(options, options[1:]) for a in left for b in right}
         together = _pair_counts(cur, sorted(pairs), allowed_documents_sql, params)
-    # best sequence of forms: co-occurrence with the previous word, then frequency
+    return choose_suggestion(query, matches, tokens, forms, counts, options, together)
+
+
+def suggestion_options(tokens: list[str], forms: dict, counts: dict) -> list[list[tuple[int, object, str]]]:
+    """Per token: its top 3 forms seen in allowed documents, [(count, key, term)];
+    `forms`: folded word → [(key, term)], `counts`: key → allowed chunks holding it
+    (a key is whatever names a term to its engine: a term id, or the term)."""
+    options = []
+    for token in tokens:
+        seen = sorted(((counts.get(key, 0), key, term) for key, term in forms.get(token, [])), reverse=True)
+        options.append([o for o in seen if o[0] > 0][:3])
+    return options
+
+
+def choose_suggestion(query: str, matches, tokens: list[str], forms: dict, counts: dict, options: list,
+                      together: dict) -> str | None:
+    """The suggestion from the counts (both engines): the best sequence of forms by
+    co-occurrence with the previous word (`together`: (key, key) → chunks holding
+    both), then frequency; a word keeps its own spelling unless a form is
+    SUGGEST_KEEP_RATIO times more frequent. None when nothing changes."""
     best: list[tuple[float, list]] = [(0.0, [])]
     for opts in options:
         if not opts:
@@ -403,7 +429,7 @@ def suggest(query: str, allowed_documents_sql: str, params) -> str | None:
     path = max(best, key=lambda s: s[0])[1]
     replaced, changed = [], False
     for token, choice in zip(tokens, path):
-        plain = next((counts.get(pk, 0) for pk, term in forms.get(token, []) if term == token), 0)
+        plain = next((counts.get(key, 0) for key, term in forms.get(token, []) if term == token), 0)
         if choice is None or choice[2] == token or plain * SUGGEST_KEEP_RATIO >= choice[0]:
             replaced.append(token)
         else:

@@ -31,7 +31,8 @@ from django.db import connection
 from documents.models import Chunk
 from documents.services.chunking import embedding_text
 from documents.services.text import fold, syllable_matches
-from search.models import EmbeddingSpace, KeywordStats, KeywordTerm
+from search.models import EmbeddingSpace
+from search.services import keyword_engine
 from search.services.embedding import vector_literal
 from search.services.matching import QueryMatcher, exact_syllables
 
@@ -95,9 +96,8 @@ def query_weights(query: str) -> dict[str, float]:
     if not tokens:
         return {}
     terms = {t: (t if exact else FOLD_PREFIX + fold(t)) for t, exact in zip(tokens, exact_syllables(tokens))}
-    df = dict(KeywordTerm.objects.filter(term__in=set(terms.values())).values_list("term", "df"))
-    stats = KeywordStats.objects.order_by("pk").first()
-    n = max([stats.chunk_count if stats else 0, *df.values(), 1])
+    df, chunks = keyword_engine.document_frequencies(set(terms.values()))  # the engine's own statistics
+    n = max([chunks, *df.values(), 1])
     return {t: math.log(1 + (n - df.get(term, 0) + 0.5) / (df.get(term, 0) + 0.5)) for t, term in terms.items()}
 
 

@@ -18,7 +18,7 @@ from django.db import connection
 from documents.models import Chunk, Document
 from documents.services.text import nfc
 from search.models import EmbeddingSpace, SearchMode
-from search.services import keyword_index
+from search.services import keyword_engine
 from search.services.filters import SearchFilters, SearchScope, search_scope
 from search.services.modes import ranked_chunks
 from search.services.retrieval import Ranked
@@ -88,7 +88,7 @@ def run_search(user, query: str, mode: str = SearchMode.HYBRID, filters: SearchF
     page = min(page, pages)
     shown = groups[(page - 1) * page_size:page * page_size]
     hits = _materialise(shown, Snippets(query), offset=(page - 1) * page_size)
-    suggestion = keyword_index.suggest(query, scope.allowed_sql, scope.params) if query else None
+    suggestion = keyword_engine.suggest(query, scope) if query else None
     result = SearchResult(
         query=query, mode=mode, space=space, hits=hits, page=page, pages=pages, total_documents=len(groups),
         suggestion=suggestion, facets=result_facets([doc_id for doc_id, _ in groups]),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
@@ -121,12 +122,12 @@ class Command(BaseCommand):
     def _evaluate(self, data, format, queries, calibration_queries, split, modes, model_path, model_label,
                   needs_vectors, depth, name, given_floors=None):
         from search.evaluation.models import EvaluationRun
-        from search.services import keyword_index
+        from search.services import keyword_engine
 
         chunk_ids = qa.build_documents(data.passages, prefix=format.upper(), titles=data.titles)
         started = time.perf_counter()
-        keyword_index.rebuild()
-        self.stdout.write(f"keyword index: {time.perf_counter() - started:.1f}s")
+        keyword_engine.rebuild()
+        self.stdout.write(f"keyword index ({settings.KEYWORD_ENGINE}): {time.perf_counter() - started:.1f}s")
         space, corpus_perf = None, {}
         if needs_vectors:
             space, corpus_perf = qa.prepare_space(model_path, name="benchmark", progress=self._progress("embedding"),
@@ -140,7 +141,7 @@ class Command(BaseCommand):
         evaluation_set = qa.make_set(f"{format}-{split}", queries, chunk_ids)
         extra = {"benchmark": {"format": format, "files": data.files, "passages": len(data.passages),
                                "distractors": data.distractors, "split": split, "queries": len(queries),
-                               "model": model_path}}
+                               "model": model_path, "keyword_engine": settings.KEYWORD_ENGINE}}
         if calibration_queries and space is not None:
             from search.evaluation import calibration, floors
 

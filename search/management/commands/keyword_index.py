@@ -3,7 +3,8 @@ keyword index of this machine (search.services.keyword_engine).
 
 - rebuild: a new copy from PostgreSQL, with a progress bar; searched once done.
 - sync: apply the change log once; follow: every PORTAL_KEYWORD_SYNC_SECONDS,
-  until stopped (a machine with its own copy runs this: docs/scaling.md).
+  until stopped or for --seconds S (a machine with its own copy runs this:
+  docs/scaling.md).
 - verify: counts and a sample against PostgreSQL (exit status 1 on a difference).
 - status: every copy's lag (change-log entries not applied, age of the oldest).
 """
@@ -25,9 +26,11 @@ class Command(BaseCommand):
         parser.add_argument("action", choices=["rebuild", "sync", "follow", "verify", "status"])
         parser.add_argument("--no-progress", action="store_true", help="no progress bar (rebuild)")
         parser.add_argument("--sample", type=int, default=200, help="chunks sampled each way (verify)")
+        parser.add_argument("--seconds", type=float, default=None,
+                            help="follow: stop after this many seconds (default: until stopped)")
 
-    def handle(self, action, no_progress=False, sample=200, **opts):
-        getattr(self, f"_{action}")(no_progress=no_progress, sample=sample)
+    def handle(self, action, no_progress=False, sample=200, seconds=None, **opts):
+        getattr(self, f"_{action}")(no_progress=no_progress, sample=sample, seconds=seconds)
 
     def _rebuild(self, no_progress, **_):
         bar = tqdm(desc="keyword index", unit="chunk", disable=no_progress)
@@ -48,12 +51,18 @@ class Command(BaseCommand):
         self.stdout.write(f"{result.entries} change-log entries applied ({result.documents} documents, "
                           f"{result.chunks} chunks written{', copy built first' if result.rebuilt else ''})")
 
-    def _follow(self, **_):
-        self.stdout.write(f"applying the change log every {settings.KEYWORD_SYNC_SECONDS}s (Ctrl-C stops)")
+    def _follow(self, seconds=None, **_):
+        until = "Ctrl-C stops" if seconds is None else f"for {seconds:g}s"
+        self.stdout.write(f"applying the change log every {settings.KEYWORD_SYNC_SECONDS}s ({until})", ending="\n")
+        self.stdout.flush()
+        deadline = None if seconds is None else time.monotonic() + seconds
         while True:
             result = writer.sync(wait=True)
             if result.entries:
                 self.stdout.write(f"{result.entries} entries, {result.documents} documents")
+                self.stdout.flush()
+            if deadline is not None and time.monotonic() + settings.KEYWORD_SYNC_SECONDS > deadline:
+                return
             time.sleep(settings.KEYWORD_SYNC_SECONDS)
 
     def _verify(self, sample, **_):
