@@ -30,6 +30,7 @@ The dataset is read in place, never copied.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import statistics
@@ -203,21 +204,27 @@ def main() -> None:
     p_items = [(prompts.get("document") or prompts.get("passage", "")) + p for p in passages]
     normalize = any(type(m).__name__ == "Normalize" for m in model)
 
-    sessions = {}
     plain = plain_export(model, model_path)
     stub = {"variant": "plain", "inputs": ["input_ids", "attention_mask"], "max_seq_length": model.max_seq_length,
             "do_lower_case": bool(getattr(model[0], "do_lower_case", False))}
-    sessions["onnx-plain"] = {n: onnx_encoder.OnnxEncoder(plain, stub, n) for n in (1, cores)}
-    for variant in ("fp32", "int8"):
-        try:  # the portal's own loader: every check, then one session per thread count
-            sessions[f"onnx-{variant}"] = {n: onnx_encoder.load(model_path, variant, n) for n in (1, cores)}
-        except onnx_encoder.OnnxUnavailable as exc:
-            summary.setdefault("refused", {})[variant] = exc.reason
-            if exc.code == "failed":  # measured all the same, for the record: the portal never uses it
-                folder = onnx_encoder.variant_dir(model_path, variant)
-                manifest = onnx_encoder.read_manifest(folder)
-                sessions[f"onnx-{variant}"] = {n: onnx_encoder.OnnxEncoder(folder, manifest, n) for n in (1, cores)}
-    names = [b for b in BACKENDS if b == "torch" or b in sessions]
+
+    def open_sessions(threads: int) -> dict:
+        """One session per backend with `threads` threads (query sessions are closed before
+        the bulk ones open: four models with their arenas at once ran out of memory)."""
+        found = {"onnx-plain": onnx_encoder.OnnxEncoder(plain, stub, threads)}
+        for variant in ("fp32", "int8"):
+            try:  # the portal's own loader: every check
+                found[f"onnx-{variant}"] = onnx_encoder.load(model_path, variant, threads)
+            except onnx_encoder.OnnxUnavailable as exc:
+                summary.setdefault("refused", {})[variant] = exc.reason
+                if exc.code == "failed":  # measured all the same, for the record: the portal never uses it
+                    folder = onnx_encoder.variant_dir(model_path, variant)
+                    found[f"onnx-{variant}"] = onnx_encoder.OnnxEncoder(folder, onnx_encoder.read_manifest(folder),
+                                                                        threads)
+        return found
+
+    sessions = {1: open_sessions(1)}
+    names = [b for b in BACKENDS if b == "torch" or b in sessions[1]]
 
     def torch_encode(items, batch, threads):
         torch.set_num_threads(threads)
@@ -227,15 +234,18 @@ def main() -> None:
     def one(name):
         if name == "torch":
             return lambda text: torch_encode([text], 1, 1)
-        return lambda text, e=sessions[name][1]: e.encode([text], 1, normalize)
+        return lambda text, e=sessions[1][name]: e.encode([text], 1, normalize)
 
     def bulk(name, batch):
         if name == "torch":
             return lambda items: torch_encode(items, batch, cores)
-        return lambda items, e=sessions[name][cores]: e.encode(items, batch, normalize)
+        return lambda items, e=sessions[cores][name]: e.encode(items, batch, normalize)
 
     print(f"… queries: {', '.join(names)}", file=sys.stderr)
     query, qvs = interleaved_queries({n: one(n) for n in names}, q_items)
+    del sessions[1]
+    gc.collect()
+    sessions[cores] = open_sessions(cores)
     print("… bulk", file=sys.stderr)
     seconds, pvs = interleaved_bulk({n: bulk(n, args.batch) for n in names}, p_items, 2 * args.batch)
     results = {}
