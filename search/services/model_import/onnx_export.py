@@ -20,6 +20,7 @@ Django import.
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import fcntl
 import json
@@ -41,9 +42,14 @@ from .fidelity_texts import INLINE_TEXTS, near_limit_passages
 
 ProgressFn = Callable[[str], None]
 PROBE_TEXTS = ("Hà Nội có bao nhiêu quận?", "Nhân viên được nghỉ phép năm 12 ngày có hưởng lương.")
-# Gather: the word-embedding matrix, most of a small model's weights. Per channel: on e5-small
-# the mean cosine to PyTorch rose from 0.987 to 0.996 (min 0.964 -> 0.978) over per tensor.
-QUANTISED_OPS = ("MatMul", "Gemm", "Gather")
+# int8: dynamic quantisation (int8 per-channel weights, uint8 activations with one scale per
+# tensor, computed at run time) of the weight products — MatMul, and the fused Attention's
+# QKV projection — except the feed-forward output projections (the MatMul fed by a GELU):
+# their inputs have outliers one scale per tensor cannot hold. On e5-small (fused graph)
+# quantising those too left the shortest fidelity texts at cosine 0.985 ("passage: 5");
+# keeping them in fp32 raised the min to 0.996 (docs/benchmarks.md).
+QUANTISED_OPS = ("MatMul", "Attention")
+GELU_OPS = {"Gelu", "BiasGelu", "FastGelu", "QuickGelu", "Erf"}
 VERSIONS_OF = ("torch", "onnxruntime", "onnx", "sentence-transformers", "transformers")
 
 
@@ -89,8 +95,30 @@ class _Pipeline:
         return Pipeline().eval()
 
 
-def _trace(model, folder: Path, progress: ProgressFn) -> list[str]:
-    """Write folder/model.onnx and the tokenizer; return the graph's input names."""
+@contextlib.contextmanager
+def _eager_attention(model, eager: bool):
+    """The transformer's attention as plain MatMul/Softmax while it is traced, the pattern
+    onnxruntime's transformer optimizer fuses (the sdpa export, with its NaN guards, is
+    not fused); the model gets its own implementation back afterwards."""
+    inner = getattr(model[0], "auto_model", None)
+    config = getattr(inner, "config", None)
+    before = getattr(config, "_attn_implementation", None)
+    switch = eager and before not in (None, "eager") and hasattr(inner, "set_attn_implementation")
+    if switch:
+        try:
+            inner.set_attn_implementation("eager")
+        except (ValueError, NotImplementedError, AttributeError):
+            switch = False
+    try:
+        yield
+    finally:
+        if switch:
+            inner.set_attn_implementation(before)
+
+
+def _trace(model, folder: Path, progress: ProgressFn, eager: bool = True) -> list[str]:
+    """Write folder/model.onnx and the tokenizer; return the graph's input names. `eager`:
+    traced with eager attention (what _optimize fuses); False: the model's own (sdpa)."""
     import warnings
 
     import torch
@@ -102,7 +130,7 @@ def _trace(model, folder: Path, progress: ProgressFn) -> list[str]:
     progress("export fp32")
     axes = {n: {0: "batch", 1: "tokens"} for n in names}
     axes["sentence_embedding"] = {0: "batch"}
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _eager_attention(model, eager):
         warnings.simplefilter("ignore")
         torch.onnx.export(_Pipeline.build(model, names), tuple(sample[n] for n in names), str(folder / "model.onnx"),
                           input_names=names, output_names=["sentence_embedding"], dynamic_axes=axes,
@@ -111,32 +139,87 @@ def _trace(model, folder: Path, progress: ProgressFn) -> list[str]:
     return names
 
 
+def _optimize(model, folder: Path, plain: Path, progress: ProgressFn) -> dict:
+    """Fuse folder/model.onnx in place with onnxruntime's transformer optimizer (BERT
+    fusions: embeddings + LayerNorm, multi-head attention, bias + GELU, skip + LayerNorm),
+    moving the traced graph to `plain` (kept until the check decides). Returns what was
+    done: {"optimized": True, "fused": {op: count}} or {"optimized": False, "reason": ...}."""
+    config = getattr(getattr(model[0], "auto_model", None), "config", None)
+    heads, hidden = getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0)
+    if not heads or not hidden:
+        return {"optimized": False, "reason": "not a transformer with attention heads"}
+    progress("optimise fp32")
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    quiet = logging.getLogger("onnxruntime.transformers")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        fused = optimize_model(str(folder / "model.onnx"), model_type="bert", num_heads=int(heads),
+                               hidden_size=int(hidden), opt_level=0)
+        stats = {op: n for op, n in fused.get_fused_operator_statistics().items() if n}
+        if not stats.get("Attention") and not stats.get("MultiHeadAttention"):
+            return {"optimized": False, "reason": f"no attention fused ({stats or 'nothing'})"}
+        os.replace(folder / "model.onnx", plain)
+        fused.save_model_to_file(str(folder / "model.onnx"))
+    except Exception as exc:  # noqa: BLE001 - a graph the optimizer cannot handle: the traced one is used
+        if plain.exists() and not (folder / "model.onnx").exists():
+            os.replace(plain, folder / "model.onnx")
+        return {"optimized": False, "reason": f"{exc.__class__.__name__}: {exc}"}
+    finally:
+        quiet.setLevel(level)
+    return {"optimized": True, "fused": stats}
+
+
 class _DropMessage(logging.Filter):
     """The quantiser's generic advice (logged on the root logger at each call) is noise here."""
 
-    def __init__(self, start: str):
+    def __init__(self, *starts: str):
         super().__init__()
-        self.start = start
+        self.starts = starts
 
     def filter(self, record):
-        return not record.getMessage().startswith(self.start)
+        return not record.getMessage().startswith(self.starts)
 
 
-def _quantise(fp32: Path, folder: Path, progress: ProgressFn) -> None:
+def ffn_output_matmuls(path: Path) -> list[str]:
+    """Names of the MatMul nodes whose input comes from a GELU (fused, or the erf formula a few
+    nodes up): a transformer's feed-forward output projections."""
+    import onnx
+
+    graph = onnx.load(str(path), load_external_data=False).graph
+    producer = {out: node for node in graph.node for out in node.output}
+
+    def from_gelu(tensor: str, hops: int) -> bool:
+        node = producer.get(tensor)
+        if node is None or hops < 0:
+            return False
+        return node.op_type in GELU_OPS or (node.op_type in {"Mul", "Add", "Div", "Cast"}
+                                            and any(from_gelu(t, hops - 1) for t in node.input))
+
+    return [n.name for n in graph.node if n.op_type == "MatMul" and from_gelu(n.input[0], 3)]
+
+
+def _quantise(fp32: Path, folder: Path, progress: ProgressFn) -> dict:
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     progress("quantise int8")
+    keep = ffn_output_matmuls(fp32 / "model.onnx")
     root = logging.getLogger()
-    advice = _DropMessage("Please consider to run pre-processing before quantization")
+    advice = _DropMessage("Please consider to run pre-processing before quantization",
+                          "get_tensor_type returns DefaultTensorType")
     root.addFilter(advice)
     try:
         quantize_dynamic(str(fp32 / "model.onnx"), str(folder / "model.onnx"), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(QUANTISED_OPS), per_channel=True)
+                         op_types_to_quantize=list(QUANTISED_OPS), per_channel=True, nodes_to_exclude=keep,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})  # contrib ops' outputs
     finally:
         root.removeFilter(advice)
     for item in fp32.iterdir():
         if item.name not in {"model.onnx", MANIFEST} and item.is_file() and not item.name.endswith(".data"):
             shutil.copy2(item, folder / item.name)
+    return {"ops": list(QUANTISED_OPS), "per_channel": True, "fp32_kept": len(keep)}
 
 
 def fidelity_texts(model) -> list[str]:
@@ -145,15 +228,21 @@ def fidelity_texts(model) -> list[str]:
     return list(INLINE_TEXTS) + near_limit_passages(count, limit)
 
 
-def check_fidelity(model, encoder: OnnxEncoder, texts: list[str], normalize: bool) -> dict:
+def check_fidelity(model, encoder: OnnxEncoder, texts: list[str], normalize: bool,
+                   reference: dict | None = None) -> dict:
     """Cosine of the ONNX encoder's vectors to the PyTorch model's, queries one at a time
-    and passages in batches of 16, plus token ids; `passed` when every text clears FIDELITY_MIN."""
+    and passages in batches of 16, plus token ids; `passed` when every text clears FIDELITY_MIN.
+    `reference`: a dict keeping PyTorch's vectors from one check of the export to the next."""
     query_prefix, passage_prefix = _prompts(model)
     worst, worst_text, all_cos, id_mismatch = 2.0, "", [], []
+    reference = {} if reference is None else reference
     for prefix, single in ((query_prefix, True), (passage_prefix, False)):
         items = [prefix + t for t in texts]
-        ref = model.encode(items, batch_size=16, convert_to_numpy=True, normalize_embeddings=normalize,
-                           show_progress_bar=False)
+        key = (prefix, tuple(texts), normalize)
+        if key not in reference:
+            reference[key] = model.encode(items, batch_size=16, convert_to_numpy=True,
+                                          normalize_embeddings=normalize, show_progress_bar=False)
+        ref = reference[key]
         if single:
             got = np.concatenate([encoder.encode([t], 1, normalize) for t in items])
         else:
@@ -176,7 +265,7 @@ def check_fidelity(model, encoder: OnnxEncoder, texts: list[str], normalize: boo
 
 
 def _manifest(model, model_path: Path, folder: Path, variant: str, names: list[str], fidelity: dict,
-              seconds: float, normalize: bool) -> dict:
+              seconds: float, normalize: bool, graph: dict, quantised: dict | None = None) -> dict:
     query_prefix, _ = _prompts(model)
     probe = [query_prefix + t for t in PROBE_TEXTS]
     vectors = model.encode(probe, convert_to_numpy=True, show_progress_bar=False)
@@ -187,8 +276,10 @@ def _manifest(model, model_path: Path, folder: Path, variant: str, names: list[s
         "inputs": names, "output": "sentence_embedding", "max_seq_length": int(model.max_seq_length or 512),
         "do_lower_case": bool(getattr(model[0], "do_lower_case", False)),
         "dimension": int(model.get_embedding_dimension()), "normalize_checked": normalize,
-        "quantisation": f"dynamic, int8 per-channel weights of {', '.join(QUANTISED_OPS)} (onnxruntime.quantization)" if variant == "int8" else None,
-        "files": files, "fidelity": fidelity, "export_seconds": round(seconds, 2),
+        "quantisation": (f"dynamic, int8 per-channel weights of {', '.join(QUANTISED_OPS)} except the "
+                         f"{quantised['fp32_kept']} feed-forward output MatMuls (onnxruntime.quantization)"
+                         if variant == "int8" and quantised else None),
+        "graph": graph, "files": files, "fidelity": fidelity, "export_seconds": round(seconds, 2),
         "probe": {"texts": probe, "vectors": np.asarray(vectors, dtype=np.float32).round(7).tolist()},
         "versions": _versions(),
     }
@@ -238,7 +329,10 @@ def export_onnx(model_path: str | os.PathLike, *, int8: bool = False,
     with lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         for stale in root.glob(".*.tmp-*"):  # an export that crashed half-way
-            shutil.rmtree(stale, ignore_errors=True)
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+            else:
+                stale.unlink(missing_ok=True)
         guard_broken_torchvision()
         import torch
         from sentence_transformers import SentenceTransformer
@@ -256,26 +350,36 @@ def export_onnx(model_path: str | os.PathLike, *, int8: bool = False,
         except Exception as exc:  # noqa: BLE001 - any model the tracer cannot handle
             shutil.rmtree(tmp32, ignore_errors=True)
             raise OnnxExportError(f"torch.onnx.export failed: {exc.__class__.__name__}: {exc}") from None
+        plain = root / f".fp32-plain.tmp-{uuid.uuid4().hex[:8]}.onnx"
+        graphs = dict.fromkeys(("fp32", "int8"), _optimize(model, tmp32, plain, progress))  # int8: quantised from it
         threads = torch.get_num_threads()
         variants = [("fp32", tmp32, started)]
+        quantised = None
         if int8:
             tmp8 = root / f".int8.tmp-{uuid.uuid4().hex[:8]}"
             tmp8.mkdir()
             t8 = time.perf_counter()
             try:
-                _quantise(tmp32, tmp8, progress)
+                quantised = _quantise(tmp32, tmp8, progress)
                 variants.append(("int8", tmp8, t8))
             except Exception as exc:  # noqa: BLE001 - an op the quantiser refuses
                 shutil.rmtree(tmp8, ignore_errors=True)
                 results["int8"] = {"passed": False, "refused": f"quantisation failed: {exc.__class__.__name__}: {exc}"}
+        reference: dict = {}
         try:
             for variant, tmp, t0 in variants:
                 progress(f"check {variant}")
                 manifest_stub = {"variant": variant, "inputs": names, "max_seq_length": int(model.max_seq_length or 512),
                                  "do_lower_case": bool(getattr(model[0], "do_lower_case", False))}
-                fidelity = check_fidelity(model, OnnxEncoder(tmp, manifest_stub, threads), texts, normalize)
+                fidelity = check_fidelity(model, OnnxEncoder(tmp, manifest_stub, threads), texts, normalize, reference)
+                if variant == "fp32" and not fidelity["passed"] and plain.exists():
+                    # the fused graph lost fidelity: the traced one, checked again, is exported instead
+                    os.replace(plain, tmp / "model.onnx")
+                    graphs["fp32"] = {"optimized": False, "reason": f"the fused graph failed its check (min "
+                                                                   f"cosine {fidelity['min_cosine']})"}
+                    fidelity = check_fidelity(model, OnnxEncoder(tmp, manifest_stub, threads), texts, normalize, reference)
                 manifest = _manifest(model, model_path, tmp, variant, names, fidelity, time.perf_counter() - t0,
-                                     normalize)
+                                     normalize, graphs[variant], quantised)
                 _write_json_atomic(tmp / MANIFEST, manifest)
             for variant, tmp, _ in variants:
                 final = variant_dir(model_path, variant)
@@ -295,6 +399,7 @@ def export_onnx(model_path: str | os.PathLike, *, int8: bool = False,
         finally:
             for _, tmp, _ in variants:
                 shutil.rmtree(tmp, ignore_errors=True)
+            plain.unlink(missing_ok=True)
         return {k: results[k] for k in ("fp32", "int8") if k in results}
 
 
