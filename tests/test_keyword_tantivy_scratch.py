@@ -6,6 +6,7 @@ from __future__ import annotations
 import csv
 import glob
 import json
+import os
 import tempfile
 from io import StringIO
 
@@ -49,4 +50,4 @@ def test_evaluate_corpus_builds_the_scratch_database_its_own_tantivy_index(trans
     # the machine's copy: the same folder, the same copy, searched again afterwards
     assert settings.KEYWORD_INDEX_DIR == machine and store.current_copy() == copy
     assert store.reader().searcher().num_docs == 1
-    assert not glob.glob(f"{tempfile.gettempdir()}/eval_scratch_*-keyword-*")
+    assert not glob.glob(f"{tempfile.gettempdir()}/eval_scratch_{os.getpid()}-keyword-*")  # this run's, removed
