@@ -73,13 +73,13 @@ def load_target_vectors(target, n: int, seed: int) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def searches(user, questions: list[str], pacer: Pacer, until) -> list[float]:
-    """Searches in turn over `questions` until `until()` is true."""
+def searches(user, questions: list[str], pacer: Pacer, until=None) -> list[float]:
+    """Searches in turn over `questions`: each once, or with `until` for as long as `until()` is false."""
     from search.services import encoders
     from search.services.results import run_search
 
     times, i = [], 0
-    while not until():
+    while (not until()) if until else i < len(questions):
         pacer.wait()
         encoders.clear_query_cache()
         t = time.perf_counter()
@@ -97,8 +97,7 @@ def one_build(target, workers: int, user, questions: list[str], rate: float) -> 
 
     from search.services import space_index
 
-    done_quiet = iter(range(len(questions)))
-    quiet = searches(user, questions, Pacer(rate), lambda: next(done_quiet, None) is None)
+    quiet = searches(user, questions, Pacer(rate))
     settings.MIGRATION_INDEX_WORKERS = workers
     outcome: dict = {}
 
@@ -189,7 +188,7 @@ def main() -> None:
     log(f"{n} chunks; source {source.dimension} dims indexed, target {target.dimension} dims loaded")
     _, member = dbload.users()
     encoders.use_query_threads(1)  # the web processes' setting
-    searches(member, questions[-20:], Pacer(0), iter([False] * 20 + [True]).__next__)  # warm-up
+    searches(member, questions[-20:], Pacer(0))  # warm-up
     rounds = []
     for r in range(args.rounds):
         order = args.workers if r % 2 == 0 else list(reversed(args.workers))
